@@ -1,0 +1,24 @@
+# The two commands: `make run` starts the whole stack with demo data, `make test` runs every test.
+.PHONY: run test unit e2e bench setup clean
+
+setup:
+	@tools/setup.sh
+
+run: setup
+	@.venv/bin/python -m tools.stack run
+
+test: setup
+	@.venv/bin/python -m pytest -q tests
+
+unit: setup
+	@.venv/bin/python -m pytest -q tests/unit
+
+e2e: setup
+	@.venv/bin/python -m pytest -q tests/e2e
+
+bench: setup
+	@.venv/bin/python -m bench.run
+
+clean:
+	@.venv/bin/python -m tools.stack stop 2>/dev/null || true
+	rm -rf var
