@@ -1,0 +1,82 @@
+"""All configuration in one place: environment variables with defaults that work out of the box.
+
+Every setting is read from the environment (``KEMI_*``); `make run` uses the defaults, the tests
+override ports and the database. The same `Settings` object is used by the Kamailio workers,
+the stack launcher and `kemictl`, so they always agree.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where SIP is served (UDP and TCP on the same address and port).
+    sip_address: str = "127.0.0.1"
+    sip_port: int = 5060
+    # The SIP domain phones use and the digest realm; ha1 values depend on the realm, so
+    # changing it means setting every password again.
+    realm: str = "kemi"
+    # PostgreSQL. Empty: the private cluster under var/pg that `make run` creates.
+    dsn: str = ""
+    pg_port: int = 5433
+    # rtpengine's NG control socket and its RTP port range.
+    rtpengine_ng: str = "127.0.0.1:2223"
+    rtp_port_min: int = 30000
+    rtp_port_max: int = 30999
+    # Hunt groups: seconds a member rings before the hunt moves on, and whether a 603
+    # Decline moves the hunt on (True) or ends it with the 603 (False).
+    ring_timeout: int = 15
+    hunt_on_decline: bool = True
+    # Kamailio: SIP worker processes per listener, shared and private memory (MB).
+    children: int = 4
+    shm_mb: int = 256
+    pkg_mb: int = 32
+    # Where runtime state lives (database cluster, sockets, logs).
+    var_dir: str = str(ROOT / "var")
+
+    @property
+    def database_url(self) -> str:
+        """libpq DSN for psycopg."""
+        return self.dsn or f"postgresql://postgres@127.0.0.1:{self.pg_port}/kemi"
+
+    @property
+    def kamailio_db_url(self) -> str:
+        """The same database in the URL form Kamailio's db_postgres expects."""
+        url = self.database_url
+        for scheme in ("postgresql://", "postgres://"):
+            if url.startswith(scheme):
+                return "postgres://" + url[len(scheme):]
+        raise ValueError(f"KEMI_DSN must be a postgresql:// URL for Kamailio, got {url!r}")
+
+    @property
+    def domain(self) -> str:
+        return self.sip_address
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get("KEMI_" + f.name.upper())
+            if raw is None:
+                continue
+            if f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in another process."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out["KEMI_" + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return out

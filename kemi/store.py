@@ -1,0 +1,106 @@
+"""Data layer: loads the Directory from PostgreSQL and keeps it fresh, one copy per worker.
+
+The per-call path never queries the database. Each worker holds one connection that LISTENs
+on `kemi_config` (the provisioning triggers NOTIFY it); before each call the worker checks
+the socket without blocking and reloads the whole snapshot if anything changed. If the
+database goes away the last snapshot keeps serving and reconnects are retried at most every
+`retry_interval` seconds, so a short outage does not stop routing.
+"""
+from __future__ import annotations
+
+import select
+import time
+from typing import Callable
+
+import psycopg
+
+from kemi.directory import Directory, HuntGroup, HuntMember, ServiceNumber, Subscriber
+
+CHANNEL = "kemi_config"
+
+
+def load_directory(conn: psycopg.Connection) -> Directory:
+    with conn.cursor() as cur:
+        cur.execute("SELECT number, ha1, active, display_name FROM subscriber")
+        subscribers = {r[0]: Subscriber(r[0], r[1].strip(), r[2], r[3]) for r in cur}
+        cur.execute("SELECT id, name, ring_timeout FROM hunt_group")
+        groups = {r[0]: HuntGroup(*r) for r in cur}
+        cur.execute("SELECT number, group_id, next_number, ring_timeout FROM hunt_member")
+        members = {r[0]: HuntMember(*r) for r in cur}
+        cur.execute("SELECT number, group_id, start_number FROM service_number")
+        services = {r[0]: ServiceNumber(*r) for r in cur}
+    return Directory(subscribers, groups, members, services)
+
+
+class DirectoryCache:
+    def __init__(self, dsn: str, log: Callable[[str], None] = lambda _m: None,
+                 retry_interval: float = 2.0, connect_timeout: int = 2):
+        self.dsn = dsn
+        self.log = log
+        self.retry_interval = retry_interval
+        self.connect_timeout = connect_timeout
+        self.conn: psycopg.Connection | None = None
+        self.snapshot: Directory | None = None
+        self.loaded_at = 0.0
+        self.reloads = 0
+        self._next_attempt = 0.0
+
+    def get(self) -> Directory | None:
+        """The current snapshot, or None if the database was never reachable."""
+        if self.conn is None:
+            self._connect()
+        elif self._changed():
+            self._reload()
+        return self.snapshot
+
+    def _connect(self) -> None:
+        now = time.monotonic()
+        if now < self._next_attempt:
+            return
+        self._next_attempt = now + self.retry_interval
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as err:
+            self.log(f"database unreachable, {'serving cached routes' if self.snapshot else 'no routes yet'}: {err}")
+            return
+        self.conn = conn
+        # Notifications sent while we were away are lost: always load afresh.
+        self._reload()
+
+    def _changed(self) -> bool:
+        """Drain pending notifications without blocking; True if any arrived."""
+        conn = self.conn
+        try:
+            readable, _, _ = select.select([conn.fileno()], [], [], 0)
+            if not readable:
+                return False
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            changed = False
+            while pgconn.notifies() is not None:
+                changed = True
+            if pgconn.status != psycopg.pq.ConnStatus.OK:
+                raise psycopg.OperationalError("connection closed by the server")
+            return changed
+        except (psycopg.Error, OSError, ValueError) as err:
+            self._drop(err)
+            return False
+
+    def _reload(self) -> None:
+        try:
+            self.snapshot = load_directory(self.conn)
+        except psycopg.Error as err:
+            self._drop(err)
+            return
+        self.loaded_at = time.time()
+        self.reloads += 1
+
+    def _drop(self, err: Exception) -> None:
+        self.log(f"database connection lost, serving cached routes: {err}")
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        self.conn = None
+        self._next_attempt = time.monotonic() + self.retry_interval

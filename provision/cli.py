@@ -1,0 +1,126 @@
+"""kemictl: provisioning from the command line. Uses the `make run` database unless KEMI_DSN
+(or KEMI_PG_PORT) says otherwise. Errors go to stderr with exit code 2 and name the field
+and the rule; nothing is written when a command fails."""
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+
+import psycopg
+
+from kemi.config import Settings
+from provision import store
+from provision.store import ProvisioningError
+
+
+def generated_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def table(rows, header) -> str:
+    rows = [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header)] + [fmt.format(*r) for r in rows])
+
+
+def cmd_subscriber(args, conn, settings) -> None:
+    if args.action == "add":
+        password = args.password or generated_password()
+        store.add_subscriber(conn, args.number, password, settings.realm, args.name, not args.disabled)
+        print(f"added {args.number}" + ("" if args.password else f" with password {password}"))
+    elif args.action == "change":
+        if args.password is None and args.name is None:
+            raise ProvisioningError("nothing to change: give --password and/or --name")
+        store.change_subscriber(conn, args.number, settings.realm, password=args.password, display_name=args.name)
+        print(f"changed {args.number}")
+    elif args.action in ("enable", "disable"):
+        store.change_subscriber(conn, args.number, settings.realm, active=args.action == "enable")
+        print(f"{args.action}d {args.number}")
+    elif args.action == "remove":
+        store.remove_subscriber(conn, args.number)
+        print(f"removed {args.number}")
+    elif args.action == "list":
+        rows = [(n, "yes" if a else "no", name, devices) for n, a, name, devices in store.list_subscribers(conn)]
+        print(table(rows, ("number", "active", "name", "devices")))
+
+
+def cmd_hunt(args, conn, settings) -> None:
+    if args.action == "import":
+        text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
+        count = store.import_group(conn, args.group, text, args.ring_timeout)
+        print(f"imported hunt group {args.group!r}: {count} SIP numbers")
+    elif args.action == "export":
+        sys.stdout.write(store.export_group(conn, args.group, "," if args.csv else "\t"))
+    elif args.action == "remove":
+        store.remove_group(conn, args.group)
+        print(f"removed hunt group {args.group!r}")
+    elif args.action == "list":
+        print(table(store.list_groups(conn), ("group", "ring timeout", "members", "service numbers")))
+    elif args.action == "show":
+        chain = store.show_chain(conn, args.number, settings.ring_timeout)
+        print(table([(i + 1, n, f"{t}s", s) for i, (n, t, s) in enumerate(chain)], ("step", "number", "rings", "state")))
+    elif args.action == "ring-timeout":
+        store.set_ring_timeout(conn, args.target, None if args.seconds == "default" else int(args.seconds))
+        print(f"ring timeout of {args.target} set to {args.seconds}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kemictl", description="Provision the kemi routing proxy.")
+    top = p.add_subparsers(dest="area", required=True)
+
+    sub = top.add_parser("subscriber", help="SIP numbers phones register and call as")
+    sa = sub.add_subparsers(dest="action", required=True)
+    add = sa.add_parser("add", help="add a SIP number (a password is generated unless given)")
+    add.add_argument("number")
+    add.add_argument("--password")
+    add.add_argument("--name", help="display name")
+    add.add_argument("--disabled", action="store_true", help="add it disabled")
+    ch = sa.add_parser("change", help="change password and/or display name")
+    ch.add_argument("number")
+    ch.add_argument("--password")
+    ch.add_argument("--name")
+    for action in ("enable", "disable", "remove"):
+        sa.add_parser(action).add_argument("number")
+    sa.add_parser("list")
+
+    hg = top.add_parser("hunt", help="sequential hunt groups (seed 000)")
+    ha = hg.add_subparsers(dest="action", required=True)
+    imp = ha.add_parser("import", help="replace a group with a four-column table (tab or comma separated)")
+    imp.add_argument("group")
+    imp.add_argument("file", help="path, or - for standard input")
+    imp.add_argument("--ring-timeout", type=int, help="seconds each member rings (group default)")
+    exp = ha.add_parser("export", help="print a group as the four-column table")
+    exp.add_argument("group")
+    exp.add_argument("--csv", action="store_true", help="comma separated instead of tabs")
+    ha.add_parser("remove").add_argument("group")
+    ha.add_parser("list")
+    ha.add_parser("show", help="the chain a service (or member) number rings").add_argument("number")
+    rt = ha.add_parser("ring-timeout", help="set a group's or a member's ring timeout")
+    rt.add_argument("target", help="group name or member SIP number")
+    rt.add_argument("seconds", help="1-600, or 'default'")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
+            {"subscriber": cmd_subscriber, "hunt": cmd_hunt}[args.area](args, conn, settings)
+    except ProvisioningError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except psycopg.OperationalError as err:
+        print(f"error: cannot reach the database ({settings.database_url}); is `make run` running?\n{err}",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

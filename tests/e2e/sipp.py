@@ -1,0 +1,163 @@
+"""SIPp phones for the end-to-end tests and the benchmark.
+
+A phone is two SIPp processes: a UAS that listens on its own port and behaves as told
+(answer, reject with a code, ring without answering), and a one-shot REGISTER that binds
+the number to that port. A call is a UAC that authenticates on 407 and expects a final
+reply. Scenario files live in tests/scenarios; @NAME@ placeholders are filled in here
+because SIPp does not substitute keys in attributes.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+SIPP = "/usr/bin/sipp"
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    """A port free for both UDP and TCP on loopback."""
+    while True:
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+_media_ports = itertools.count(0)
+
+
+def media_port() -> int:
+    """A base for SIPp's media sockets: it binds base..base+3 (audio, video, RTCP) even if unused."""
+    while True:
+        base = 20000 + 10 * (next(_media_ports) % 900)
+        try:
+            for port in range(base, base + 4):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
+def render(template: str, workdir: Path, **values) -> Path:
+    text = (SCENARIOS / template).read_text()
+    text = text.replace("@CALL_SETUP@", (SCENARIOS / "call_setup.part").read_text())
+    for key, value in values.items():
+        text = text.replace(f"@{key.upper()}@", str(value))
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    assert not leftover, f"{template}: unfilled {leftover}"
+    path = Path(tempfile.mkstemp(suffix="-" + template, dir=workdir)[1])
+    path.write_text(text)
+    return path
+
+
+class Sipp:
+    """One SIPp process with its message trace kept for assertions."""
+
+    def __init__(self, scenario: Path, args: list[str], workdir: Path, name: str):
+        self.name = name
+        self.trace = workdir / f"{name}-{time.monotonic_ns()}.msg"
+        self.errors = self.trace.with_suffix(".err")
+        self.cmd = [SIPP, "-sf", str(scenario), "-i", "127.0.0.1", "-nostdin", "-m", "1",
+                    "-trace_msg", "-message_file", str(self.trace),
+                    "-trace_err", "-error_file", str(self.errors), *args]
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return -1
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def messages(self) -> str:
+        return self.trace.read_text(errors="replace") if self.trace.exists() else ""
+
+    def received(self, start_line: str) -> list[str]:
+        """Received messages whose first line starts with `start_line`, e.g. 'INVITE' or 'SIP/2.0 486'."""
+        out = []
+        for block in re.split(r"\n(?=-{10,} )", self.messages()):
+            if "message received" not in block.split("\n", 1)[0]:
+                continue
+            body = block.split("\n", 1)[1] if "\n" in block else ""
+            body = body.lstrip("\n")
+            if body.startswith(start_line):
+                out.append(body)
+        return out
+
+    def explain(self) -> str:
+        err = self.errors.read_text(errors="replace") if self.errors.exists() else ""
+        return f"{self.name}: {' '.join(self.cmd)}\n--- errors ---\n{err[-3000:]}\n--- trace {self.trace} ---\n{self.messages()[-4000:]}"
+
+
+class Phone:
+    """A registered SIP phone with one behaviour for the next call."""
+
+    def __init__(self, proxy, number: str, password: str, workdir: Path, behaviour: str = "answer",
+                 ring_ms: int = 200, code: int = 486, phrase: str = "Busy Here"):
+        self.proxy, self.number, self.password, self.workdir = proxy, number, password, workdir
+        self.port = free_port()
+        if behaviour == "answer":
+            scenario = render("phone_answer.xml", workdir, ring_ms=ring_ms)
+        elif behaviour == "reject":
+            scenario = render("phone_reject.xml", workdir, code=code, phrase=phrase)
+        elif behaviour == "noanswer":
+            scenario = render("phone_noanswer.xml", workdir)
+        else:
+            raise ValueError(behaviour)
+        self.uas = Sipp(scenario, ["-p", str(self.port), "-mp", str(media_port())], workdir, f"phone-{number}-{behaviour}")
+
+    def register(self, expect: int = 200, auth_user: str | None = None, password: str | None = None,
+                 expires: int = 300) -> Sipp:
+        reg = Sipp(render("register.xml", self.workdir, expect=expect),
+                   [f"{self.proxy[0]}:{self.proxy[1]}", "-p", str(free_port()), "-s", self.number,
+                    "-au", auth_user or self.number, "-ap", password or self.password,
+                    "-key", "contact_port", str(self.port), "-key", "expires", str(expires),
+                    "-timeout", "10s", "-timeout_error"],
+                   self.workdir, f"register-{self.number}")
+        reg.wait(15)
+        return reg
+
+    def invites(self) -> list[str]:
+        return self.uas.received("INVITE")
+
+    def stop(self) -> None:
+        self.uas.stop()
+
+
+def call(proxy, number: str, password: str, dial: str, workdir: Path, expect: int = 200,
+         hold_ms: int = 200, cancel_after_ms: int | None = None, from_user: str | None = None,
+         transport: str = "u1", timeout: float = 60) -> Sipp:
+    """Place one call and wait for it to end; the returned Sipp has exit code and trace."""
+    if cancel_after_ms is not None:
+        ending = "cancel"
+    elif expect == 200:
+        ending = "answered"
+    else:
+        ending = "rejected"
+    scenario = render(f"call_{ending}.xml", workdir, expect=expect, hold_ms=hold_ms,
+                      cancel_ms=cancel_after_ms or 0)
+    proc = Sipp(scenario, [f"{proxy[0]}:{proxy[1]}", "-p", str(free_port()), "-mp", str(media_port()),
+                           "-s", from_user or number, "-au", number, "-ap", password,
+                           "-key", "dial", dial, "-t", transport,
+                           "-timeout", f"{int(timeout)}s", "-timeout_error"],
+                workdir, f"call-{number}-{dial}")
+    proc.wait(timeout + 5)
+    return proc
