@@ -9,7 +9,7 @@ A hunt keeps its state in transaction AVPs, because the failure route may run in
 worker process than the one that started the call:
   $avp(hunt_steps)  "number:seconds,number:seconds" of the registered members, in order
   $avp(hunt_i)      index of the step ringing now
-  $avp(hunt_busy)   1 once any step answered busy (486/600)
+  $avp(hunt_busy)   1 once any device answered busy (486/600)
 """
 from __future__ import annotations
 
@@ -61,9 +61,14 @@ class Handler:
             return self._internal_error("failure route", stateful=True)
 
     def ksr_reply_media(self, msg) -> int:
+        """Every reply of every branch: SDP answers go through rtpengine, and a busy device
+        marks the hunt busy (the failure route only sees the step's best reply, which may
+        be another device's 408)."""
         try:
             if KSR.sdpops.sdp_content() > 0:
                 KSR.rtpengine.rtpengine_manage0()
+            if int(pv("$rs") or 0) in hunt.BUSY_CODES:
+                KSR.pv.seti("$avp(hunt_busy)", 1)
         except Exception:
             log_error("reply route: " + traceback.format_exc())
         return 1
@@ -285,10 +290,7 @@ class Handler:
         index = int(pv("$avp(hunt_i)") or 0)
         current = steps[index][0] if index < len(steps) else "?"
 
-        decision = hunt.on_step_failure(code, self.settings.hunt_on_decline)
-        if decision.busy:
-            KSR.pv.seti("$avp(hunt_busy)", 1)
-        if not decision.hunt_on:
+        if not hunt.hunt_on_after(code, self.settings.hunt_on_decline):
             log_info(f"hunt {pv('$ci')}: {current} answered {code}, hunt ends")
             KSR.rtpengine.rtpengine_delete0()
             return EXIT

@@ -57,18 +57,10 @@ def hunt_steps(directory: Directory, start: str, default_timeout: int, ring_only
             for n in numbers if directory.active_subscriber(n)]
 
 
-@dataclass(frozen=True)
-class FailureDecision:
-    hunt_on: bool            # try the next step (if any is left)
-    busy: bool               # this step counts as busy for the final 486
-
-
-def on_step_failure(code: int, hunt_on_decline: bool) -> FailureDecision:
-    """A step ended without an answer: busy, no answer (408), unreachable (5xx), declined..."""
-    busy = code in BUSY_CODES
-    if code == 603 and not hunt_on_decline:
-        return FailureDecision(hunt_on=False, busy=False)
-    return FailureDecision(hunt_on=True, busy=busy)
+def hunt_on_after(code: int, hunt_on_decline: bool) -> bool:
+    """A step ended without an answer (busy, no answer 408, unreachable 5xx, declined...):
+    does the hunt go on? Only a 603 Decline can end it, when so configured."""
+    return not (code == 603 and not hunt_on_decline)
 
 
 def exhausted_reply(any_busy: bool) -> tuple[int, str]:

@@ -93,13 +93,10 @@ class Sipp:
     def received(self, start_line: str) -> list[str]:
         """Received messages whose first line starts with `start_line`, e.g. 'INVITE' or 'SIP/2.0 486'."""
         out = []
-        for block in re.split(r"\n(?=-{10,} )", self.messages()):
-            if "message received" not in block.split("\n", 1)[0]:
-                continue
-            body = block.split("\n", 1)[1] if "\n" in block else ""
-            body = body.lstrip("\n")
-            if body.startswith(start_line):
-                out.append(body)
+        for block in re.split(r"^-{10,} .*$", self.messages(), flags=re.M):
+            head, _, body = block.lstrip("\n").partition("\n")
+            if "message received" in head and body.lstrip().startswith(start_line):
+                out.append(body.strip().replace("\r", ""))
         return out
 
     def explain(self) -> str:
