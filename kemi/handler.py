@@ -44,6 +44,10 @@ class Handler:
         self.cache = DirectoryCache(self.settings.database_url, log=log_error)
 
     def child_init(self, rank: int) -> int:
+        # Load the snapshot in every SIP worker at start, so each one can keep routing
+        # from cache if the database goes away before it served its first call.
+        if rank > 0:
+            self.cache.get()
         return 0
 
     # ---------------------------------------------------------------- routes
@@ -116,7 +120,7 @@ class Handler:
             return self._register()
         if method == "INVITE":
             return self._invite()
-        KSR.hdr.append("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER\r\n")
+        KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER\r\n")
         KSR.sl.sl_send_reply(405, "Method Not Allowed")
         return EXIT
 
@@ -142,7 +146,7 @@ class Handler:
     def _directory(self):
         directory = self.cache.get()
         if directory is None:
-            KSR.hdr.append("Retry-After: 5\r\n")
+            KSR.hdr.append_to_reply("Retry-After: 5\r\n")
             KSR.sl.sl_send_reply(503, "Service Unavailable - routing data not loaded")
         return directory
 
