@@ -135,12 +135,13 @@ def export_group(conn: psycopg.Connection, name: str, sep: str = "\t") -> str:
     found = conn.execute("SELECT id FROM hunt_group WHERE name = %s", (name,)).fetchone()
     if not found:
         raise ProvisioningError(f"field 'group': no hunt group named {name!r}")
-    members = conn.execute("SELECT number, next_number FROM hunt_member WHERE group_id = %s ORDER BY position",
-                           found).fetchall()
-    services = conn.execute("SELECT number, start_number FROM service_number WHERE group_id = %s ORDER BY position",
-                            found).fetchall()
-    services += [(None, None)] * (len(members) - len(services))
-    return hunt_table.format_rows([(m[0], m[1], s[0], s[1]) for m, s in zip(members, services)], sep)
+    members = conn.execute("SELECT number, next_number, position FROM hunt_member WHERE group_id = %s "
+                           "ORDER BY position", found).fetchall()
+    # a service number is written on the row it was imported on (same position)
+    services = {pos: (number, start) for number, start, pos in conn.execute(
+        "SELECT number, start_number, position FROM service_number WHERE group_id = %s", found)}
+    rows = [(number, nxt, *services.get(pos, (None, None))) for number, nxt, pos in members]
+    return hunt_table.format_rows(rows, sep)
 
 
 def remove_group(conn: psycopg.Connection, name: str) -> None:
