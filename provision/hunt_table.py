@@ -8,6 +8,7 @@ first field is not a number is taken as the header. Blank lines and lines starti
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from kemi.directory import TERMINATORS
@@ -38,20 +39,26 @@ def _cell(value: str) -> str | None:
     return None if value in ("", EMPTY) else value
 
 
+DIGITS = re.compile(r"[0-9]+")
+
+
 def parse(text: str) -> list[HuntRow]:
     rows: list[HuntRow] = []
+    first = True
     for line_no, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        if not raw.strip() or raw.strip().startswith("#"):
             continue
+        line = raw.strip(" \r\n")  # keep tabs: empty trailing cells are still cells
         cells = line.split("\t") if "\t" in line else line.split(",")
-        if not rows and not cells[0].strip().isdigit():
-            continue  # header
+        if first:
+            first = False
+            if not re.search(r"\d", cells[0]):
+                continue  # the header: only the first line, and only text without digits
         if len(cells) != 4:
             raise TableError(line_no, None, f"expected 4 fields ({', '.join(HEADER)}), found {len(cells)}")
         sip, nxt, service, start = (c.strip() for c in cells)
         for name, value in zip(HEADER, (sip, nxt, service, start)):
-            if value and not value.isdigit():
+            if value and not DIGITS.fullmatch(value):
                 raise TableError(line_no, name, f"{value!r} is not a number (digits only; 1 means empty)")
         if _cell(sip) is None:
             raise TableError(line_no, HEADER[0], "every row needs a SIP number")

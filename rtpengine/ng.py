@@ -31,7 +31,10 @@ def bencode(value) -> bytes:
 
 
 def bdecode(data: bytes):
-    value, end = _decode(data, 0)
+    try:
+        value, end = _decode(data, 0)
+    except RecursionError:
+        raise NgError("bencoded value nested too deeply") from None
     if end != len(data):
         raise NgError(f"trailing bytes after bencoded value at offset {end}")
     return value
@@ -53,6 +56,8 @@ def _decode(data: bytes, i: int):
             out, i = {}, i + 1
             while data[i:i + 1] != b"e":
                 key, i = _decode(data, i)
+                if not isinstance(key, str):
+                    raise NgError(f"bencoded dictionary key at offset {i} is not a string")
                 out[key], i = _decode(data, i)
             return out, i + 1
         if lead.isdigit():
