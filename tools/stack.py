@@ -260,6 +260,9 @@ def run() -> int:
     from provision import demo
     settings = Settings.from_env()
     stack = Stack(settings)
+    # Started from a script, SIGINT may arrive ignored; Ctrl-C and SIGTERM must always stop all.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         stack.start_database()
         demo.load_if_empty(settings)
@@ -268,7 +271,6 @@ def run() -> int:
         print(f"kamailio: SIP on udp+tcp {settings.sip_address}:{settings.sip_port} "
               f"(realm {settings.realm!r}); Ctrl-C stops everything")
         stack.kamailio.start(inherit_output=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         stack.kamailio.proc.wait()
         print("kamailio exited", file=sys.stderr)
         return 1
