@@ -16,6 +16,12 @@ class Subscriber:
     ha1: str
     active: bool = True
     display_name: str | None = None
+    # caller-ID management for public (trunk) calls, seed 002
+    public_name: str | None = None
+    default_caller_id: str | None = None
+    hide_caller_id: bool = False
+    send_pai: bool = False
+    caller_ids: tuple[str, ...] = ()     # c1, c2, ... in order
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,48 @@ class ServiceNumber:
 
 
 @dataclass(frozen=True)
+class Trunk:
+    id: int
+    name: str
+    transport: str = "udp"
+    trusted: bool = False
+    send_pai: bool = False
+    default_caller_id: str | None = None
+    active: bool = True
+    addresses: tuple[tuple[str, int | None], ...] = ()   # (ip, port or None: any port)
+
+
+@dataclass(frozen=True)
+class TrunkRoute:
+    prefix: str
+    trunk_id: int
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Did:
+    number: str
+    trunk_id: int
+    target: str
+    caller_prefix: str = ""
+    caller_suffix: str = ""
+    display_tag: str | None = None
+
+
+@dataclass(frozen=True)
 class Directory:
     subscribers: dict[str, Subscriber] = field(default_factory=dict)
     groups: dict[int, HuntGroup] = field(default_factory=dict)
     members: dict[str, HuntMember] = field(default_factory=dict)
     services: dict[str, ServiceNumber] = field(default_factory=dict)
+    trunks: dict[int, Trunk] = field(default_factory=dict)
+    routes: tuple[TrunkRoute, ...] = ()
+    dids: dict[str, Did] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)
         return sub if sub is not None and sub.active else None
+
+    def is_local(self, number: str) -> bool:
+        """A number this proxy serves itself (never sent to a trunk)."""
+        return number in self.subscribers or number in self.services

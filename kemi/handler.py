@@ -1,15 +1,10 @@
-"""The KSR adapter: the only module that talks to Kamailio.
+"""The KSR entry points: Kamailio calls the ksr_* methods of this object.
 
-It reads facts from the message, asks the pure core (kemi.routing, kemi.hunt) what to do and
-applies the answer with tm/sl/registrar/auth/rtpengine. Every route catches every exception
-at the boundary: the caller gets a 500 and the log gets the traceback, never a hung
-transaction (app_python3 itself would only log and return -1).
-
-A hunt keeps its state in transaction AVPs, because the failure route may run in another
-worker process than the one that started the call:
-  $avp(hunt_steps)  "number:seconds,number:seconds" of the registered members, in order
-  $avp(hunt_i)      index of the step ringing now
-  $avp(hunt_busy)   1 once any device answered busy (486/600)
+It reads facts from the message, asks the pure core (kemi.routing and friends) what to do
+and hands the plan to the adapter that applies it (kemi.ring for phones and hunt groups,
+kemi.outbound for trunks). Every route catches every exception at the boundary: the caller
+gets a 500 and the log the traceback, never a hung transaction (app_python3 itself would
+only log and return -1).
 """
 from __future__ import annotations
 
@@ -17,25 +12,11 @@ import traceback
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, routing
+from kemi import hunt, outbound, ring, routing, trunks
 from kemi.config import Settings
+from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
+                      strip_identity_headers)
 from kemi.store import DirectoryCache
-
-EXIT = -255
-LOCATION = "location"
-
-
-def log_info(msg: str) -> None:
-    KSR.info(f"kemi: {msg}\n")
-
-
-def log_error(msg: str) -> None:
-    KSR.err(f"kemi: {msg}\n")
-
-
-def pv(name: str) -> str | None:
-    value = KSR.pv.get(name)
-    return None if value is None else str(value)
 
 
 class Handler:
@@ -60,13 +41,26 @@ class Handler:
 
     def ksr_failure_hunt(self, msg) -> int:
         try:
-            return self._hunt_failure()
+            return ring.on_failure(self.settings.hunt_on_decline)
         except Exception:
-            return self._internal_error("failure route", stateful=True)
+            return self._internal_error("hunt failure route", stateful=True)
+
+    def ksr_failure_trunk(self, msg) -> int:
+        try:
+            return outbound.on_failure()
+        except Exception:
+            return self._internal_error("trunk failure route", stateful=True)
+
+    def ksr_branch_trunk(self, msg) -> int:
+        try:
+            return outbound.on_branch(self.settings.domain)
+        except Exception:
+            log_error("trunk branch route: " + traceback.format_exc())
+            return 1
 
     def ksr_reply_media(self, msg) -> int:
         """Every reply of every branch: SDP answers go through rtpengine, and a busy device
-        marks the hunt busy (the failure route only sees the step's best reply, which may
+        marks a hunt busy (the failure route only sees the step's best reply, which may
         be another device's 408)."""
         try:
             if KSR.sdpops.sdp_content() > 0:
@@ -114,6 +108,8 @@ class Handler:
         KSR.tm.t_check_trans()  # absorbs retransmissions of requests in progress
 
         if method == "OPTIONS" and not pv("$rU"):
+            # Keepalives also keep this worker's snapshot fresh while no calls come in.
+            self.cache.get()
             KSR.sl.sl_send_reply(200, "OK")
             return EXIT
         if method == "REGISTER":
@@ -186,7 +182,7 @@ class Handler:
         if pv("$pr") != "udp" or KSR.nathelper.nat_uac_test(19) > 0:
             # Keep the connection / NAT binding the phone registered from.
             KSR.nathelper.fix_nated_register()
-        if KSR.registrar.save(LOCATION, 0) < 0:
+        if KSR.registrar.save(ring.LOCATION, 0) < 0:
             KSR.sl.sl_reply_error()
         return EXIT
 
@@ -196,116 +192,47 @@ class Handler:
         directory = self._directory()
         if directory is None:
             return EXIT
-        if self._authenticate(directory, "$fU") is None:
+        trunk = trunks.trunk_for_source(directory, pv("$si"), int(pv("$sp") or 0))
+        if trunk is not None:
+            return self._from_trunk(directory, trunk)
+        if not pv("$au") and directory.active_subscriber(pv("$fU") or "") is None:
+            # Neither a trunk nor anyone who could authenticate: never an open relay.
+            log_info(f"refused INVITE from unknown source {pv('$si')}:{pv('$sp')} as {pv('$fU')!r}")
+            KSR.sl.sl_send_reply(403, "Forbidden - unknown source")
+            return EXIT
+        number = self._authenticate(directory, "$fU")
+        if number is None:
             return EXIT
         KSR.auth.consume_credentials()
+        strip_identity_headers()
+        plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
+                                 caller=directory.subscribers[number], caller_display=from_display())
+        return self._start(plan, number)
 
-        plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout)
+    def _from_trunk(self, directory, trunk) -> int:
+        """Trunks are recognised by address, not digest; they may only reach their DIDs."""
+        called = pv("$rU") or ""
+        did = directory.dids.get(called)
+        if did is None or did.trunk_id != trunk.id:
+            log_info(f"trunk {trunk.name}: no DID {called!r} on this trunk")
+            KSR.sl.sl_send_reply(404, "Not Found - no such number on this trunk")
+            return EXIT
+        strip_identity_headers()   # toward phones no identity assertion is passed on
+        sent_display = from_display()
+        number, display = trunks.inbound_caller(did, pv("$fU") or "", sent_display)
+        plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
+        if isinstance(plan, routing.RingPlan) and (number != pv("$fU") or display != sent_display):
+            replace_from(display, f"sip:{number}@{pv('$fd')}")
+        return self._start(plan, f"{trunk.name}:{number}")
+
+    def _start(self, plan, caller: str) -> int:
         if isinstance(plan, routing.Reject):
-            log_info(f"call {pv('$fU')} -> {pv('$rU')}: {plan.status} {plan.reason}")
+            log_info(f"call {caller} -> {pv('$rU')}: {plan.status} {plan.reason}")
             KSR.sl.sl_send_reply(plan.status, plan.reason)
             return EXIT
-
-        steps = self._load_branches(plan.steps)
-        if not steps:
-            log_info(f"call {pv('$fU')} -> {plan.dialled}: no member registered")
-            KSR.sl.sl_send_reply(480, "Temporarily Unavailable - not registered")
-            return EXIT
-        log_info(f"call {pv('$fU')} -> {plan.dialled} ({plan.kind}): "
-                 + " > ".join(f"{s.number}/{s.ring_timeout}s" for s in steps))
-
-        if KSR.tm.t_newtran() < 0:
-            KSR.sl.sl_reply_error()
-            return EXIT
         KSR.rr.record_route()
-        KSR.pv.sets("$avp(hunt_steps)", ",".join(f"{s.number}:{s.ring_timeout}" for s in steps))
-        KSR.pv.seti("$avp(hunt_i)", 0)
-        KSR.pv.seti("$avp(hunt_busy)", 0)
-        # t_next_contacts() returns -2 when there was only one device (nothing loaded).
-        if KSR.tm.t_load_contacts() < 0 or KSR.tm.t_next_contacts() == -1:
-            KSR.tm.t_reply(500, "Server Internal Error - cannot load contacts")
-            return EXIT
-        if KSR.sdpops.sdp_content() > 0:
-            KSR.rtpengine.rtpengine_manage0()
-        return self._relay_step(steps[0].ring_timeout)
-
-    def _load_branches(self, steps) -> list[hunt.Step]:
-        """Put every registered device of every step into the destination set, with
-        q-values that fall step by step, so t_load_contacts() orders them for serial
-        forking and a member's devices (same q) ring together.
-
-        t_load_contacts() always ranks the Request-URI's own q (unset) below every set
-        value, so the last step's devices get no q either and the R-URI becomes one of
-        them. Returns the steps that have at least one device."""
-        registered = []
-        for step in steps:
-            contacts = self._contacts(step.number)
-            if contacts:
-                registered.append((step, contacts))
-        for index, (_step, contacts) in enumerate(registered):
-            last_step = index == len(registered) - 1
-            q = "" if last_step else f"{1.0 - index / 100:.2f}"
-            for position, contact in enumerate(contacts):
-                self._set_target(*contact)
-                if last_step and position == len(contacts) - 1:
-                    break  # stays in the R-URI
-                KSR.corex.append_branch_uri_q("", q)
-        return [step for step, _contacts in registered]
-
-    def _contacts(self, number: str) -> list[tuple[str, str, str]]:
-        """(uri, received, socket) of each registered device of a number."""
-        if KSR.registrar.reg_fetch_contacts(LOCATION, f"sip:{number}@{self.settings.domain}", "hc") < 0:
-            return []
-        try:
-            count = int(pv("$ulc(hc=>count)") or 0)
-            return [(pv(f"$(ulc(hc=>addr)[{i}])"), pv(f"$(ulc(hc=>received)[{i}])") or "",
-                     pv(f"$(ulc(hc=>socket)[{i}])") or "") for i in range(count)]
-        finally:
-            KSR.registrar.reg_free_contacts("hc")
-
-    @staticmethod
-    def _set_target(uri: str, received: str, sock: str) -> None:
-        KSR.pv.sets("$ru", uri)
-        if received:
-            KSR.pv.sets("$du", received)
-        else:
-            KSR.resetdsturi()
-        if sock:
-            KSR.pv.sets("$fs", sock)
-
-    def _relay_step(self, ring_timeout: int) -> int:
-        ring_ms = ring_timeout * 1000
-        # fr: no provisional reply at all (dead phone) ends the step early.
-        KSR.tm.t_set_fr(ring_ms, min(ring_ms, 4000))
-        KSR.tm.t_on_failure("ksr_failure_hunt")
-        KSR.tm.t_on_reply("ksr_reply_media")
-        if KSR.tm.t_relay() < 0:
-            KSR.tm.t_reply(500, "Server Internal Error - could not forward")
-        return EXIT
-
-    # ---------------------------------------------------------------- failure
-
-    def _hunt_failure(self) -> int:
-        if KSR.tm.t_is_canceled() > 0:
-            KSR.rtpengine.rtpengine_delete0()
-            return EXIT
-        code = int(pv("$T_reply_code") or 0)
-        steps = [s.split(":") for s in (pv("$avp(hunt_steps)") or "").split(",") if s]
-        index = int(pv("$avp(hunt_i)") or 0)
-        current = steps[index][0] if index < len(steps) else "?"
-
-        if not hunt.hunt_on_after(code, self.settings.hunt_on_decline):
-            log_info(f"hunt {pv('$ci')}: {current} answered {code}, hunt ends")
-            KSR.rtpengine.rtpengine_delete0()
-            return EXIT
-
-        if index + 1 < len(steps) and KSR.tm.t_next_contacts() > 0:
-            log_info(f"hunt {pv('$ci')}: {current} answered {code}, next {steps[index + 1][0]}")
-            KSR.pv.seti("$avp(hunt_i)", index + 1)
-            return self._relay_step(int(steps[index + 1][1]))
-
-        status, reason = hunt.exhausted_reply(pv("$avp(hunt_busy)") == "1")
-        log_info(f"hunt {pv('$ci')}: {current} answered {code}, chain exhausted: {status}")
-        KSR.rtpengine.rtpengine_delete0()
-        KSR.tm.t_reply(status, reason)
-        return EXIT
+        if isinstance(plan, routing.TrunkPlan):
+            return outbound.start(plan, caller)
+        if plan.identity is not None:
+            apply_identity(plan.identity, self.settings.domain)
+        return ring.start(plan, self.settings.domain, caller)

@@ -1,10 +1,11 @@
-"""Where a new call goes: dial string + directory -> plan. Pure: no I/O, no KSR."""
+"""Where a new call goes: dial string + caller + directory -> plan. Pure: no I/O, no KSR."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
-from kemi import dialstring, hunt
-from kemi.directory import Directory
+from kemi import dialstring, hunt, identity, trunks
+from kemi.directory import Directory, Subscriber
 
 
 @dataclass(frozen=True)
@@ -19,30 +20,72 @@ class RingPlan:
     dialled: str
     kind: str                      # "direct", "hunt" or "service"
     steps: tuple[hunt.Step, ...]
+    identity: identity.Identity | None = None   # None: the caller's From goes through as sent
 
 
-def plan_call(ruri_user: str, directory: Directory, default_timeout: int) -> RingPlan | Reject:
+@dataclass(frozen=True)
+class TrunkPlan:
+    """Send an external call out, trunk after trunk until one does not fail."""
+    dialled: str
+    steps: tuple[trunks.TrunkStep, ...]
+    identities: dict[int, identity.Identity] = field(default_factory=dict)   # per trunk id
+
+
+Plan = RingPlan | TrunkPlan | Reject
+
+
+def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
+              caller: Subscriber | None = None, caller_display: str | None = None,
+              rng: random.Random | None = None) -> Plan:
+    """`caller` is the authenticated subscriber, or None for a call that came in on a trunk."""
     try:
         dial = dialstring.parse(ruri_user)
     except dialstring.DialError as err:
         return Reject(err.status, err.reason)
     if dial.spy:
-        return Reject(501, f"Not Implemented - supervisor {dial.spy} ({dial.spy[0]}#) is not available yet")
-    if dial.anonymous or dial.caller_id_index is not None:
-        return Reject(501, "Not Implemented - suffixes h and cN are not available yet")
+        return Reject(501, f"Not Implemented - supervisor {dial.spy} ({str(dial)[:2]}) is not available yet")
+    if caller is None and (dial.anonymous or dial.caller_id_index is not None):
+        return Reject(484, "Address Incomplete - suffixes h and cN are for calls from phones")
+    try:
+        if directory.is_local(dial.number):
+            return _local(dial, directory, default_timeout, caller, caller_display)
+        return _external(dial, directory, caller, rng)
+    except identity.IdentityError as err:
+        return Reject(err.status, err.reason)
 
+
+def _local(dial, directory, default_timeout, caller, caller_display) -> Plan:
     service = directory.services.get(dial.number)
     if service is not None:
         start, kind = service.start_number, "service"
-    elif dial.number in directory.subscribers:
+    else:
         if directory.active_subscriber(dial.number) is None:
             return Reject(480, "Temporarily Unavailable - number disabled")
         start = dial.number
         kind = "hunt" if dial.number in directory.members and not dial.ring_only else "direct"
-    else:
-        return Reject(404, "Not Found - unknown number")
 
     steps = hunt.hunt_steps(directory, start, default_timeout, ring_only=dial.ring_only)
     if not steps:
         return Reject(480, "Temporarily Unavailable - no active member")
-    return RingPlan(dial.number, kind, tuple(steps))
+    who = None
+    if caller is not None and (dial.anonymous or dial.caller_id_index is not None):
+        who = identity.internal_identity(caller, dial.anonymous, dial.caller_id_index, caller_display)
+    return RingPlan(dial.number, kind, tuple(steps), who)
+
+
+def _external(dial, directory, caller, rng) -> Plan:
+    if caller is None:
+        # A trunk may only reach this proxy's own numbers: never relay trunk to trunk.
+        return Reject(404, "Not Found - unknown number")
+    if dial.ring_only:
+        return Reject(484, "Address Incomplete - suffix T is for SIP numbers of this proxy")
+    steps = trunks.outbound_steps(directory, dial.number)
+    if not steps:
+        return Reject(404, f"Not Found - no route for {dial.number}")
+    ids = {}
+    for step in steps:
+        if step.trunk_id not in ids:
+            trunk = directory.trunks[step.trunk_id]
+            ids[step.trunk_id] = identity.trunk_identity(
+                caller, trunk, trunks.trunk_dids(directory, trunk.id), dial.anonymous, dial.caller_id_index, rng)
+    return TrunkPlan(dial.number, tuple(steps), ids)

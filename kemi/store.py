@@ -14,22 +14,39 @@ from typing import Callable
 
 import psycopg
 
-from kemi.directory import Directory, HuntGroup, HuntMember, ServiceNumber, Subscriber
+from kemi.directory import (Did, Directory, HuntGroup, HuntMember, ServiceNumber, Subscriber, Trunk,
+                            TrunkRoute)
 
 CHANNEL = "kemi_config"
 
 
 def load_directory(conn: psycopg.Connection) -> Directory:
     with conn.cursor() as cur:
-        cur.execute("SELECT number, ha1, active, display_name FROM subscriber")
-        subscribers = {r[0]: Subscriber(r[0], r[1].strip(), r[2], r[3]) for r in cur}
+        cur.execute("SELECT subscriber, number FROM caller_id ORDER BY subscriber, position")
+        caller_ids: dict[str, list[str]] = {}
+        for owner, number in cur:
+            caller_ids.setdefault(owner, []).append(number)
+        cur.execute("SELECT number, ha1, active, display_name, public_name, default_caller_id, "
+                    "hide_caller_id, send_pai FROM subscriber")
+        subscribers = {r[0]: Subscriber(r[0], r[1].strip(), *r[2:], caller_ids=tuple(caller_ids.get(r[0], ())))
+                       for r in cur}
         cur.execute("SELECT id, name, ring_timeout FROM hunt_group")
         groups = {r[0]: HuntGroup(*r) for r in cur}
         cur.execute("SELECT number, group_id, next_number, ring_timeout FROM hunt_member")
         members = {r[0]: HuntMember(*r) for r in cur}
         cur.execute("SELECT number, group_id, start_number FROM service_number")
         services = {r[0]: ServiceNumber(*r) for r in cur}
-    return Directory(subscribers, groups, members, services)
+        cur.execute("SELECT trunk_id, host(address), port FROM trunk_address ORDER BY trunk_id, position")
+        addresses: dict[int, list[tuple[str, int | None]]] = {}
+        for trunk_id, address, port in cur:
+            addresses.setdefault(trunk_id, []).append((address, port))
+        cur.execute("SELECT id, name, transport, trusted, send_pai, default_caller_id, active FROM trunk")
+        trunks = {r[0]: Trunk(*r, addresses=tuple(addresses.get(r[0], ()))) for r in cur}
+        cur.execute("SELECT prefix, trunk_id, priority FROM trunk_route")
+        routes = tuple(TrunkRoute(*r) for r in cur)
+        cur.execute("SELECT number, trunk_id, target, caller_prefix, caller_suffix, display_tag FROM did")
+        dids = {r[0]: Did(*r) for r in cur}
+    return Directory(subscribers, groups, members, services, trunks, routes, dids)
 
 
 class DirectoryCache:

@@ -10,7 +10,7 @@ import sys
 import psycopg
 
 from kemi.config import Settings
-from provision import store
+from provision import store, trunks
 from provision.store import ProvisioningError
 
 
@@ -66,6 +66,61 @@ def cmd_hunt(args, conn, settings) -> None:
         print(f"ring timeout of {args.target} set to {args.seconds}")
 
 
+def yes_no(text: str | None) -> bool | None:
+    if text is None:
+        return None
+    if text.lower() in ("yes", "on", "1", "true"):
+        return True
+    if text.lower() in ("no", "off", "0", "false"):
+        return False
+    raise ProvisioningError(f"{text!r} must be yes or no")
+
+
+def cmd_trunk(args, conn, settings) -> None:
+    if args.action in ("add", "change"):
+        trunks.save_trunk(conn, args.name, args.address, args.transport, yes_no(args.trusted),
+                          yes_no(args.send_pai), args.default_caller_id, create=args.action == "add")
+        print(f"{args.action}{'ed' if args.action == 'add' else 'd'} trunk {args.name!r}")
+    elif args.action == "remove":
+        trunks.remove_trunk(conn, args.name)
+        print(f"removed trunk {args.name!r}")
+    elif args.action == "list":
+        print(table(trunks.list_trunks(conn), ("trunk", "transport", "trusted", "send PAI", "default caller ID", "addresses")))
+
+
+def cmd_route(args, conn, settings) -> None:
+    if args.action == "add":
+        trunks.add_route(conn, args.prefix, args.trunk, args.priority)
+        print(f"route {args.prefix or '(any)'} via {args.trunk} priority {args.priority}")
+    elif args.action == "remove":
+        trunks.remove_route(conn, args.prefix, args.trunk)
+        print(f"removed route {args.prefix or '(any)'} via {args.trunk}")
+    elif args.action == "list":
+        print(table(trunks.list_routes(conn), ("prefix", "trunk", "priority")))
+
+
+def cmd_did(args, conn, settings) -> None:
+    if args.action == "add":
+        trunks.save_did(conn, args.number, args.trunk, args.target, args.caller_prefix, args.caller_suffix,
+                        args.display_tag)
+        print(f"DID {args.number} on {args.trunk} -> {args.target}")
+    elif args.action == "remove":
+        trunks.remove_did(conn, args.number)
+        print(f"removed DID {args.number}")
+    elif args.action == "list":
+        print(table(trunks.list_dids(conn), ("DID", "trunk", "target", "caller prefix", "caller suffix", "display tag")))
+
+
+def cmd_callerid(args, conn, settings) -> None:
+    if args.action == "set":
+        trunks.set_caller_ids(conn, args.subscriber, args.numbers)
+        print(f"caller IDs of {args.subscriber}: " + (", ".join(f"c{i}={n}" for i, n in enumerate(args.numbers, 1)) or "none"))
+    elif args.action == "policy":
+        trunks.set_caller_policy(conn, args.subscriber, args.public_name, args.default_caller_id,
+                                 yes_no(args.hide), yes_no(args.send_pai))
+        print(f"caller-ID policy of {args.subscriber} changed")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kemictl", description="Provision the kemi routing proxy.")
     top = p.add_subparsers(dest="area", required=True)
@@ -100,6 +155,54 @@ def parser() -> argparse.ArgumentParser:
     rt = ha.add_parser("ring-timeout", help="set a group's or a member's ring timeout")
     rt.add_argument("target", help="group name or member SIP number")
     rt.add_argument("seconds", help="1-600, or 'default'")
+    tr = top.add_parser("trunk", help="SIP trunks (carriers), recognised by source address")
+    ta = tr.add_subparsers(dest="action", required=True)
+    for action in ("add", "change"):
+        t = ta.add_parser(action)
+        t.add_argument("name")
+        t.add_argument("--address", action="append", help="IP or IP:PORT; repeat for failover order "
+                       "(replaces all addresses); without a port any source port matches and calls go to 5060")
+        t.add_argument("--transport", choices=("udp", "tcp"))
+        t.add_argument("--trusted", metavar="yes|no", help="may receive/send P-Asserted-Identity")
+        t.add_argument("--send-pai", metavar="yes|no", help="add PAI and PPI on calls to it (if trusted)")
+        t.add_argument("--default-caller-id", help="caller ID when the caller has none for this trunk")
+    ta.add_parser("remove").add_argument("name")
+    ta.add_parser("list")
+
+    ro = top.add_parser("route", help="outbound routes: longest matching prefix, then priority")
+    ra = ro.add_subparsers(dest="action", required=True)
+    r = ra.add_parser("add")
+    r.add_argument("prefix", help="digits; '' for every number")
+    r.add_argument("trunk")
+    r.add_argument("--priority", type=int, default=0, help="lower is tried first")
+    r = ra.add_parser("remove")
+    r.add_argument("prefix")
+    r.add_argument("trunk")
+    ra.add_parser("list")
+
+    di = top.add_parser("did", help="public numbers trunks deliver, and where they go")
+    da = di.add_subparsers(dest="action", required=True)
+    d = da.add_parser("add", help="add or change a DID")
+    d.add_argument("number")
+    d.add_argument("trunk")
+    d.add_argument("target", help="SIP number or service number (T allowed)")
+    d.add_argument("--caller-prefix", default="", help="put before the caller's number")
+    d.add_argument("--caller-suffix", default="", help="put after the caller's number")
+    d.add_argument("--display-tag", help="put before the caller's display name")
+    da.add_parser("remove").add_argument("number")
+    da.add_parser("list")
+
+    ci = top.add_parser("callerid", help="caller-ID list (c1, c2, ...) and policy of a subscriber")
+    ca = ci.add_subparsers(dest="action", required=True)
+    c = ca.add_parser("set", help="replace the ordered caller-ID list")
+    c.add_argument("subscriber")
+    c.add_argument("numbers", nargs="*")
+    c = ca.add_parser("policy")
+    c.add_argument("subscriber")
+    c.add_argument("--public-name", help="caller name on public (trunk) calls")
+    c.add_argument("--default-caller-id")
+    c.add_argument("--hide", metavar="yes|no", help="never send caller ID on public calls (anonymous)")
+    c.add_argument("--send-pai", metavar="yes|no", help="add PAI/PPI on calls to trusted trunks")
     return p
 
 
@@ -108,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     try:
         with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
-            {"subscriber": cmd_subscriber, "hunt": cmd_hunt}[args.area](args, conn, settings)
+            commands = {"subscriber": cmd_subscriber, "hunt": cmd_hunt, "trunk": cmd_trunk, "route": cmd_route,
+                        "did": cmd_did, "callerid": cmd_callerid}
+            commands[args.area](args, conn, settings)
     except ProvisioningError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -44,6 +44,8 @@ def add_subscriber(conn: psycopg.Connection, number: str, password: str, realm: 
         conn.execute(LOCK)
         if conn.execute("SELECT 1 FROM service_number WHERE number = %s", (number,)).fetchone():
             raise ProvisioningError(f"field 'number': {number} is a service number; a SIP number must differ from every service number")
+        if conn.execute("SELECT 1 FROM did WHERE number = %s", (number,)).fetchone():
+            raise ProvisioningError(f"field 'number': {number} is a trunk DID; a SIP number must differ from every DID")
         if conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone():
             raise ProvisioningError(f"field 'number': {number} already exists (use 'kemictl subscriber change')")
         conn.execute("INSERT INTO subscriber (number, ha1, display_name, active) VALUES (%s, %s, %s, %s)",

@@ -50,9 +50,9 @@ def media_port() -> int:
             continue
 
 
-def render(template: str, workdir: Path, **values) -> Path:
+def render(template: str, workdir: Path, setup: str = "call_setup.part", **values) -> Path:
     text = (SCENARIOS / template).read_text()
-    text = text.replace("@CALL_SETUP@", (SCENARIOS / "call_setup.part").read_text())
+    text = text.replace("@CALL_SETUP@", (SCENARIOS / setup).read_text())
     for key, value in values.items():
         text = text.replace(f"@{key.upper()}@", str(value))
     leftover = re.findall(r"@[A-Z_]+@", text)
@@ -69,9 +69,13 @@ class Sipp:
         self.name = name
         self.trace = workdir / f"{name}-{time.monotonic_ns()}.msg"
         self.errors = self.trace.with_suffix(".err")
-        self.cmd = [SIPP, "-sf", str(scenario), "-i", "127.0.0.1", "-nostdin", "-m", "1",
+        self.cmd = [SIPP, "-sf", str(scenario), "-nostdin",
                     "-trace_msg", "-message_file", str(self.trace),
                     "-trace_err", "-error_file", str(self.errors), *args]
+        if "-i" not in args:
+            self.cmd += ["-i", "127.0.0.1"]
+        if "-m" not in args:
+            self.cmd += ["-m", "1"]
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT)
 
@@ -108,8 +112,10 @@ class Phone:
     """A registered SIP phone with one behaviour for the next call."""
 
     def __init__(self, proxy, number: str, password: str, workdir: Path, behaviour: str = "answer",
-                 ring_ms: int = 200, code: int = 486, phrase: str = "Busy Here"):
+                 ring_ms: int = 200, code: int = 486, phrase: str = "Busy Here", ip: str = "127.0.0.1",
+                 calls: int = 1):
         self.proxy, self.number, self.password, self.workdir = proxy, number, password, workdir
+        self.ip = ip
         self.port = free_port()
         if behaviour == "answer":
             scenario = render("phone_answer.xml", workdir, ring_ms=ring_ms)
@@ -119,7 +125,8 @@ class Phone:
             scenario = render("phone_noanswer.xml", workdir)
         else:
             raise ValueError(behaviour)
-        self.uas = Sipp(scenario, ["-p", str(self.port), "-mp", str(media_port())], workdir, f"phone-{number}-{behaviour}")
+        self.uas = Sipp(scenario, ["-i", ip, "-p", str(self.port), "-mp", str(media_port()), "-m", str(calls)],
+                        workdir, f"phone-{number}-{behaviour}")
 
     def register(self, expect: int = 200, auth_user: str | None = None, password: str | None = None,
                  expires: int = 300) -> Sipp:
@@ -139,20 +146,24 @@ class Phone:
         self.uas.stop()
 
 
-def call(proxy, number: str, password: str, dial: str, workdir: Path, expect: int = 200,
+def call(proxy, number: str, password: str | None, dial: str, workdir: Path, expect: int = 200,
          hold_ms: int = 200, cancel_after_ms: int | None = None, from_user: str | None = None,
-         transport: str = "u1", timeout: float = 60) -> Sipp:
-    """Place one call and wait for it to end; the returned Sipp has exit code and trace."""
+         transport: str = "u1", timeout: float = 60, headers: str = "", ip: str = "127.0.0.1",
+         calls: int = 1) -> Sipp:
+    """Place calls one after another and wait for them to end; the returned Sipp has exit
+    code and trace. password=None: a trunk calling (no credentials, from `ip`)."""
     if cancel_after_ms is not None:
         ending = "cancel"
     elif expect == 200:
         ending = "answered"
     else:
         ending = "rejected"
-    scenario = render(f"call_{ending}.xml", workdir, expect=expect, hold_ms=hold_ms,
-                      cancel_ms=cancel_after_ms or 0)
-    proc = Sipp(scenario, [f"{proxy[0]}:{proxy[1]}", "-p", str(free_port()), "-mp", str(media_port()),
-                           "-s", from_user or number, "-au", number, "-ap", password,
+    extra = "".join(f"\n      {h}" for h in headers.splitlines() if h.strip())
+    scenario = render(f"call_{ending}.xml", workdir, setup="call_setup.part" if password else "trunk_setup.part",
+                      expect=expect, hold_ms=hold_ms, cancel_ms=cancel_after_ms or 0, extra_headers=extra)
+    auth = ["-au", number, "-ap", password] if password else []
+    proc = Sipp(scenario, [f"{proxy[0]}:{proxy[1]}", "-i", ip, "-p", str(free_port()), "-mp", str(media_port()),
+                           "-s", from_user or number, *auth, "-m", str(calls), "-l", "1",
                            "-key", "dial", dial, "-t", transport,
                            "-timeout", f"{int(timeout)}s", "-timeout_error"],
                 workdir, f"call-{number}-{dial}")

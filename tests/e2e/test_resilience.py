@@ -26,6 +26,10 @@ def test_cached_routes_survive_a_database_outage(proxy):
     a, pa = proxy.subscriber()
     b, pb = proxy.subscriber()
     callee = proxy.phone(b, pb)
+    # Workers reload on their next message; keepalives reach every worker (each serves
+    # some of them), so all have seen the new subscribers before the outage.
+    for _ in range(40):
+        assert sip_options(*proxy.address) == 200
 
     proxy.stack.postgres.stop()
     try:

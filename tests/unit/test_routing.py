@@ -78,9 +78,9 @@ REJECTS = [
     ("6#77721401", 501, "barge"),
     ("4%2377721401", 501, "listen"),
     ("4#123456", 501, "Not Implemented"),         # 501 before the lookup
-    ("77721401h", 501, "h and cN"),
-    ("77721401c1", 501, "h and cN"),
-    ("77721401c2hT", 501, "h and cN"),
+    ("77721401h", 484, "for calls from phones"),     # no caller: a trunk call
+    ("77721401c1", 484, "for calls from phones"),
+    ("77721401c2hT", 484, "for calls from phones"),
     ("", 484, "Address Incomplete"),
     ("abc", 484, "Address Incomplete"),
     ("77721401TT", 484, "twice"),

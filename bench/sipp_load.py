@@ -1,0 +1,224 @@
+"""SIPp for the benchmark: phones in UAS mode, registrations, and one load step (a caller at
+a fixed rate for a fixed number of calls) with its statistics read back from SIPp's files.
+
+Every SIPp process started here is tracked, so `stop_all()` can end them on any exit.
+"""
+from __future__ import annotations
+
+import csv
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SIPP = "/usr/bin/sipp"
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+_live: list[subprocess.Popen] = []
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on loopback."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
+def media_port() -> int:
+    """A base for SIPp's media sockets (it binds base..base+3 even when no media flows)."""
+    while True:
+        base = free_port()
+        if base > 65000:
+            continue
+        try:
+            for port in range(base, base + 4):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+
+
+def render(template: str, workdir: Path, name: str, **values) -> Path:
+    """Fill @NAME@ placeholders (SIPp does not substitute keys in attributes)."""
+    text = (SCENARIOS / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key.upper()}@", str(value))
+    leftover = re.findall(r"@[A-Z_]+@", text)
+    assert not leftover, f"{template}: unfilled {leftover}"
+    path = workdir / name
+    path.write_text(text)
+    return path
+
+
+def caller_scenario(workdir: Path, auth: bool, hold_ms: int) -> Path:
+    setup = (SCENARIOS / ("setup_auth.part" if auth else "setup_plain.part")).read_text()
+    cseq = 2 if auth else 1
+    return render("caller.xml", workdir, f"caller-{'auth' if auth else 'plain'}.xml",
+                  setup=setup, hold_ms=hold_ms, invite_cseq=cseq, bye_cseq=cseq + 1)
+
+
+def _spawn(cmd: list[str], workdir: Path, log: Path) -> subprocess.Popen:
+    out = open(log, "ab")
+    proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    out.close()
+    _live.append(proc)
+    return proc
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc in _live:
+        _live.remove(proc)
+
+
+def stop_all() -> None:
+    for proc in list(_live):
+        _end(proc)
+
+
+class Uas:
+    """A phone as one SIPp UAS process: answers (or rejects) any number of concurrent calls."""
+
+    def __init__(self, scenario: str, workdir: Path, name: str):
+        self.port = free_port()
+        self.name = name
+        self.errors = workdir / f"{name}.err"
+        self.proc = _spawn([SIPP, "-sf", str(SCENARIOS / scenario), "-i", "127.0.0.1", "-p", str(self.port),
+                            "-mp", str(media_port()), "-nostdin", "-trace_err", "-error_file", str(self.errors),
+                            "-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+                           workdir, workdir / f"{name}.out")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        _end(self.proc)
+
+
+def register(proxy: tuple[str, int], number: str, password: str, contact_port: int, workdir: Path) -> None:
+    cmd = [SIPP, "-sf", str(SCENARIOS / "register.xml"), "-i", "127.0.0.1",
+           "-p", str(free_port()), "-nostdin", "-m", "1", "-s", number, "-au", number, "-ap", password,
+           "-key", "contact_port", str(contact_port), "-timeout", "10s", "-timeout_error",
+           "-trace_err", "-error_file", str(workdir / f"register-{number}.err"), f"{proxy[0]}:{proxy[1]}"]
+    proc = _spawn(cmd, workdir, workdir / f"register-{number}.out")
+    try:
+        rc = proc.wait(15)
+    except subprocess.TimeoutExpired:
+        rc = -1
+    _end(proc)
+    if rc != 0:
+        raise RuntimeError(f"registering {number} failed (SIPp exit {rc}); see {workdir}/register-{number}.err")
+
+
+@dataclass
+class Step:
+    rate: int
+    calls: int            # calls the step was to place
+    ok: int
+    failed: int           # failed plus never completed
+    wall_s: float
+    mean_ms: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    retrans: int
+    rc: int
+    proxy_errors: int = 0  # calls with an ERROR in the proxy's log (set by the caller)
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failed / self.calls if self.calls else 1.0
+
+    def sustained(self, max_failure: float, slack_s: float = 2.0) -> bool:
+        """Few enough failures, and all calls placed within 10 % (+ slack) of the planned time:
+        SIPp throttles new calls when too many are open (-l), so a proxy that falls behind
+        stretches the step instead of failing calls."""
+        planned = self.calls / self.rate
+        return ((self.failed + self.proxy_errors) / self.calls < max_failure
+                and self.wall_s <= planned * 1.1 + slack_s)
+
+    def line(self) -> str:
+        lat = (f"mean {self.mean_ms:.1f} p50 {self.p50_ms:.0f} p99 {self.p99_ms:.0f} ms"
+               if self.p50_ms is not None else "no latency")
+        return (f"{self.rate:5d} calls/s: {self.ok}/{self.calls} ok, {self.failed} failed, "
+                f"{self.proxy_errors} with proxy errors, {self.wall_s:.1f} s, {lat}, "
+                f"{self.retrans} retransmissions")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def _final_stats(path: Path) -> dict[str, str]:
+    """The last row of SIPp's -trace_stat file (it writes one at exit)."""
+    if not path.exists():
+        return {}
+    rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1]))
+
+
+def _response_times(workdir: Path, scenario: Path, pid: int) -> list[float]:
+    """Every 'setup' response time (ms) from SIPp's -trace_rtt file."""
+    path = workdir / f"{scenario.stem}_{pid}_rtt.csv"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines()[1:]:
+        parts = line.split(";")
+        if len(parts) >= 3 and parts[2].strip() == "setup":
+            try:
+                out.append(float(parts[1]))
+            except ValueError:
+                pass
+    return out
+
+
+def load_step(proxy: tuple[str, int], scenario: Path, caller: str, password: str, dial: str,
+              rate: int, calls: int, workdir: Path, tag: str) -> Step:
+    """Place `calls` calls at `rate` calls/s and wait for them all to end."""
+    stats = workdir / f"{tag}-{rate}.csv"
+    assert calls % 10 == 0, "whole -rtt_freq batches"
+    limit = max(100, rate)  # calls open at once; a healthy proxy needs about rate x 0.1 s
+    # A step that overruns its plan by this much has failed anyway: do not wait longer.
+    timeout = int(calls / rate * 1.1) + 7
+    cmd = [SIPP, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(media_port()),
+           "-nostdin", "-s", caller, "-au", caller, "-ap", password, "-key", "dial", dial,
+           "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(limit),
+           "-recv_timeout", "4000", "-timeout", f"{timeout}s", "-default_behaviors", "all,-abortunexp",
+           "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+           "-trace_stat", "-stf", str(stats), "-fd", "1",
+           "-trace_rtt", "-rtt_freq", "10",  # SIPp drops the last (calls % freq) times
+           "-trace_err", "-error_file", str(workdir / f"{tag}-{rate}.err"),
+           f"{proxy[0]}:{proxy[1]}"]
+    started = time.monotonic()
+    proc = _spawn(cmd, workdir, workdir / f"{tag}-{rate}.out")
+    try:
+        rc = proc.wait(timeout + 15)
+    except subprocess.TimeoutExpired:
+        rc = -1
+    wall = time.monotonic() - started
+    pid = proc.pid
+    _end(proc)
+    final = _final_stats(stats)
+    ok = int(final.get("SuccessfulCall(C)", 0) or 0)
+    times = _response_times(workdir, scenario, pid)
+    return Step(rate=rate, calls=calls, ok=ok, failed=calls - ok, wall_s=wall,
+                mean_ms=sum(times) / len(times) if times else None,
+                p50_ms=percentile(times, 50), p99_ms=percentile(times, 99),
+                retrans=int(final.get("Retransmissions(C)", 0) or 0), rc=rc)
