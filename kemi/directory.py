@@ -29,6 +29,7 @@ class HuntGroup:
     id: int
     name: str
     ring_timeout: int | None = None
+    timeout_target: str | None = None     # where the call goes when nobody answered
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,39 @@ class ServiceNumber:
     number: str
     group_id: int
     start_number: str
+
+
+@dataclass(frozen=True)
+class RingAllGroup:
+    id: int
+    name: str
+    number: str
+    display_format: str = "{group}: {caller}"
+    ring_timeout: int | None = None
+    timeout_target: str | None = None
+    members: tuple[tuple[str, bool], ...] = ()     # (number, logged in)
+
+
+@dataclass(frozen=True)
+class QueueAgent:
+    number: str
+    tier: int = 1
+    logged_in: bool = True
+
+
+@dataclass(frozen=True)
+class Queue:
+    id: int
+    name: str
+    number: str
+    strategy: str = "ringall"
+    ring_timeout: int = 15
+    max_wait: int = 300
+    timeout_target: str | None = None
+    timeout_code: int = 480
+    sticky_window: int | None = None
+    max_calls: int = 1
+    agents: tuple[QueueAgent, ...] = ()            # in listed order
 
 
 @dataclass(frozen=True)
@@ -84,6 +118,8 @@ class Directory:
     trunks: dict[int, Trunk] = field(default_factory=dict)
     routes: tuple[TrunkRoute, ...] = ()
     dids: dict[str, Did] = field(default_factory=dict)
+    ringall: dict[str, RingAllGroup] = field(default_factory=dict)   # by group number
+    queues: dict[str, Queue] = field(default_factory=dict)           # by queue number
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)
@@ -91,4 +127,5 @@ class Directory:
 
     def is_local(self, number: str) -> bool:
         """A number this proxy serves itself (never sent to a trunk)."""
-        return number in self.subscribers or number in self.services
+        return (number in self.subscribers or number in self.services or number in self.ringall
+                or number in self.queues)

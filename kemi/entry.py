@@ -3,7 +3,11 @@ returns the handler object whose ksr_* methods are the routes; nothing else happ
 import os
 import sys
 
-_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_here = os.path.dirname(os.path.abspath(__file__))
+_root = os.path.dirname(_here)
+# app_python3 puts this file's directory on sys.path; its modules must not shadow the
+# standard library (kemi/queue_strategy.py was once kemi/queue.py). Import them as kemi.*.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
 if _root not in sys.path:
     sys.path.insert(0, _root)
 

@@ -12,7 +12,7 @@ import traceback
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, outbound, ring, routing, trunks
+from kemi import hunt, outbound, queueing, ring, routing, trunks
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -23,6 +23,7 @@ class Handler:
     def __init__(self):
         self.settings = Settings.from_env()
         self.cache = DirectoryCache(self.settings.database_url, log=log_error)
+        self.dispatcher = queueing.Dispatcher()
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -41,9 +42,39 @@ class Handler:
 
     def ksr_failure_hunt(self, msg) -> int:
         try:
-            return ring.on_failure(self.settings.hunt_on_decline)
+            result = ring.on_failure(self.settings.hunt_on_decline)
+            return self._overflow(result) if isinstance(result, str) else result
         except Exception:
             return self._internal_error("hunt failure route", stateful=True)
+
+    def ksr_queue_dispatch(self, msg) -> int:
+        """rtimer, every 100 ms: offer waiting callers to free agents, time out the rest."""
+        try:
+            directory = self.cache.get()
+            if directory is not None and directory.queues:
+                self.dispatcher.run(directory, self.settings.domain)
+        except Exception:
+            log_error("queue dispatcher: " + traceback.format_exc())
+        return 1
+
+    def ksr_queue_offer(self, msg) -> int:
+        try:
+            return queueing.offer(self.cache.get(), self.settings.domain)
+        except Exception:
+            return self._internal_error("queue offer", stateful=True)
+
+    def ksr_queue_timeout(self, msg) -> int:
+        try:
+            result = queueing.on_timeout(self.cache.get())
+            return self._overflow(result) if isinstance(result, str) else result
+        except Exception:
+            return self._internal_error("queue timeout", stateful=True)
+
+    def ksr_failure_queue(self, msg) -> int:
+        try:
+            return queueing.on_failure()
+        except Exception:
+            return self._internal_error("queue failure route", stateful=True)
 
     def ksr_failure_trunk(self, msg) -> int:
         try:
@@ -65,11 +96,23 @@ class Handler:
         try:
             if KSR.sdpops.sdp_content() > 0:
                 KSR.rtpengine.rtpengine_manage0()
-            if int(pv("$rs") or 0) in hunt.BUSY_CODES:
+            status = int(pv("$rs") or 0)
+            if status in hunt.BUSY_CODES:
                 KSR.pv.seti("$avp(hunt_busy)", 1)
+            elif 200 <= status < 300 and pv("$avp(branch_members)"):
+                self._answered(ring.member_of_reply())
         except Exception:
             log_error("reply route: " + traceback.format_exc())
         return 1
+
+    @staticmethod
+    def _answered(member: str | None) -> None:
+        """A member took the call: busy for queues until the dialog ends."""
+        if pv("$avp(queue)"):
+            queueing.on_answer(member)
+        elif member:
+            queueing.mark_busy(member)
+        KSR.pv.sets("$avp(branch_members)", "")   # once per call, not per 200 retransmission
 
     def _internal_error(self, where: str, stateful: bool = False) -> int:
         log_error(f"{where} failed on {pv('$rm')} {pv('$ru')} call-id {pv('$ci')}: {traceback.format_exc()}")
@@ -100,6 +143,7 @@ class Handler:
             if KSR.tm.t_check_trans() > 0:
                 KSR.rtpengine.rtpengine_delete0()
                 KSR.tm.t_relay()
+                queueing.cancel_waiting(pv("$ci"))
             return EXIT
         if method == "ACK":
             if KSR.tm.t_check_trans() > 0:
@@ -205,8 +249,14 @@ class Handler:
             return EXIT
         KSR.auth.consume_credentials()
         strip_identity_headers()
+        display = from_display()
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
-                                 caller=directory.subscribers[number], caller_display=from_display())
+                                 caller=directory.subscribers[number], caller_display=display)
+        if not isinstance(plan, routing.Reject):
+            KSR.dialog.dlg_manage()
+            queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
+        if isinstance(plan, routing.RingPlan) and plan.display_format:
+            self._present(plan, number, display, number, display)
         return self._start(plan, number)
 
     def _from_trunk(self, directory, trunk) -> int:
@@ -221,18 +271,44 @@ class Handler:
         sent_display = from_display()
         number, display = trunks.inbound_caller(did, pv("$fU") or "", sent_display)
         plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
-        if isinstance(plan, routing.RingPlan) and (number != pv("$fU") or display != sent_display):
-            replace_from(display, f"sip:{number}@{pv('$fd')}")
-        return self._start(plan, f"{trunk.name}:{number}")
+        if not isinstance(plan, routing.Reject):
+            KSR.dialog.dlg_manage()
+            self._present(plan, pv("$fU") or "", sent_display, number, display)
+        return self._start(plan, number)
 
-    def _start(self, plan, caller: str) -> int:
+    @staticmethod
+    def _present(plan, sent_number: str, sent_display: str | None, number: str, display: str | None) -> None:
+        """One From rewrite for what members see: DID prefix/suffix and tag, and a ring-all
+        group's display format ("Sales: Alice") with a Diversion naming the group number."""
+        if isinstance(plan, routing.RingPlan) and plan.display_format:
+            display = plan.display_format.format(group=plan.group, caller=display or number)
+            KSR.diversion.add_diversion("unconditional")   # R-URI is still the group number
+        if number != sent_number or display != sent_display:
+            replace_from(display, f"sip:{number}@{pv('$fd')}")
+
+    def _start(self, plan, caller: str, fresh: bool = True) -> int:
         if isinstance(plan, routing.Reject):
             log_info(f"call {caller} -> {pv('$rU')}: {plan.status} {plan.reason}")
-            KSR.sl.sl_send_reply(plan.status, plan.reason)
+            ring.reply(plan.status, plan.reason, fresh)
             return EXIT
-        KSR.rr.record_route()
+        if fresh:
+            KSR.rr.record_route()
         if isinstance(plan, routing.TrunkPlan):
             return outbound.start(plan, caller)
+        directory = self.cache.get()
+        if isinstance(plan, routing.QueuePlan):
+            return queueing.enqueue(directory.queues[plan.queue], caller, fresh)
         if plan.identity is not None:
             apply_identity(plan.identity, self.settings.domain)
-        return ring.start(plan, self.settings.domain, caller)
+        result = ring.start(plan, self.settings.domain, caller, fresh)
+        return self._overflow(plan.fallback, fresh) if result is None else result
+
+    def _overflow(self, target: str, fresh: bool = False) -> int:
+        """Nobody answered (or could): route the call on to the group's or queue's timeout
+        destination, within the same transaction."""
+        directory = self.cache.get()
+        caller = pv("$avp(queue_caller)") or pv("$fU") or ""
+        plan = routing.plan_call(target, directory, self.settings.ring_timeout)
+        if isinstance(plan, routing.TrunkPlan):
+            plan = routing.Reject(500, "Server Internal Error - a timeout destination must be local")
+        return self._start(plan, caller, fresh)

@@ -1,11 +1,14 @@
-"""Applies a RingPlan: rings members one after another (serial forking), every registered
-device of a member at once. KSR adapter code; the decisions are in kemi.hunt.
+"""Applies a RingPlan: rings members one after another (serial forking, hunt groups), or all
+at once (ring-all groups, queue offers); every registered device of a member rings at once.
+KSR adapter code; the decisions are in kemi.hunt.
 
-A hunt keeps its state in transaction AVPs, because the failure route may run in another
-worker process than the one that started the call:
-  $avp(hunt_steps)  "number:seconds,number:seconds" of the registered members, in order
-  $avp(hunt_i)      index of the step ringing now
-  $avp(hunt_busy)   1 once any device answered busy (486/600), set by the reply route
+Transaction AVPs (failure and reply routes may run in other worker processes):
+  $avp(hunt_steps)     "number:seconds,..." registered members in order ("*:seconds" for ring-all)
+  $avp(hunt_i)         index of the step ringing now
+  $avp(hunt_busy)      1 once any device answered busy (486/600), set by the reply route
+  $avp(hunt_fallback)  dial string to route to when nobody answered (timeout destination)
+  $avp(branch_members) "ip:port=number,..." which member each device belongs to, so the
+                       reply route knows who answered (replies come from the device address)
 """
 from __future__ import annotations
 
@@ -17,35 +20,58 @@ from kemi.ksr import EXIT, log_info, pv
 LOCATION = "location"
 FAILURE_ROUTE = "ksr_failure_hunt"
 REPLY_ROUTE = "ksr_reply_media"
+DEAD_DEVICE_MS = 4000   # no provisional reply at all: the device is gone, move on
 
 
-def start(plan, domain: str, caller: str) -> int:
-    steps = load_branches(plan.steps, domain)
+def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
+    """Start ringing. `fresh`: called from the request route (no transaction yet).
+    Returns None when nobody can be rung and the plan has a fallback to route to."""
+    steps = load_branches(plan.steps, domain, plan.parallel)
     if not steps:
+        if plan.fallback:
+            log_info(f"call {caller} -> {plan.dialled}: nobody available, overflow to {plan.fallback}")
+            return None
         log_info(f"call {caller} -> {plan.dialled}: no member registered")
-        KSR.sl.sl_send_reply(480, "Temporarily Unavailable - not registered")
+        reply(480, "Temporarily Unavailable - not registered", fresh)
         return EXIT
     log_info(f"call {caller} -> {plan.dialled} ({plan.kind}): "
-             + " > ".join(f"{s.number}/{s.ring_timeout}s" for s in steps))
-    if KSR.tm.t_newtran() < 0:
+             + (" + " if plan.parallel else " > ").join(f"{s.number}/{s.ring_timeout}s" for s in steps))
+    if fresh and KSR.tm.t_newtran() < 0:
         KSR.sl.sl_reply_error()
         return EXIT
-    KSR.pv.sets("$avp(hunt_steps)", ",".join(f"{s.number}:{s.ring_timeout}" for s in steps))
+    if plan.parallel:
+        KSR.pv.sets("$avp(hunt_steps)", f"*:{steps[0].ring_timeout}")
+    else:
+        KSR.pv.sets("$avp(hunt_steps)", ",".join(f"{s.number}:{s.ring_timeout}" for s in steps))
     KSR.pv.seti("$avp(hunt_i)", 0)
     KSR.pv.seti("$avp(hunt_busy)", 0)
-    # t_next_contacts() returns -2 when there was only one device (nothing loaded).
-    if KSR.tm.t_load_contacts() < 0 or KSR.tm.t_next_contacts() == -1:
-        KSR.tm.t_reply(500, "Server Internal Error - cannot load contacts")
+    KSR.pv.sets("$avp(hunt_fallback)", plan.fallback or "")
+    if not next_contacts(first=True):
         return EXIT
-    if KSR.sdpops.sdp_content() > 0:
+    if fresh and KSR.sdpops.sdp_content() > 0:
         KSR.rtpengine.rtpengine_manage0()
     return relay_step(steps[0].ring_timeout)
 
 
-def load_branches(steps, domain: str) -> list[hunt.Step]:
+def reply(code: int, reason: str, fresh: bool) -> None:
+    if fresh:
+        KSR.sl.sl_send_reply(code, reason)
+    else:
+        KSR.tm.t_reply(code, reason)
+
+
+def next_contacts(first: bool) -> bool:
+    # t_next_contacts() returns -2 when there was only one device (nothing was loaded).
+    if (first and KSR.tm.t_load_contacts() < 0) or KSR.tm.t_next_contacts() == -1:
+        KSR.tm.t_reply(500, "Server Internal Error - cannot load contacts")
+        return False
+    return True
+
+
+def load_branches(steps, domain: str, parallel: bool = False) -> list[hunt.Step]:
     """Put every registered device of every step into the destination set, with q-values
     that fall step by step, so t_load_contacts() orders them for serial forking and a
-    member's devices (same q) ring together.
+    member's devices (same q) ring together; `parallel` puts everyone in one step.
 
     t_load_contacts() always ranks the Request-URI's own q (unset) below every set value,
     so the last step's devices get no q either and the R-URI becomes one of them. Returns
@@ -55,15 +81,35 @@ def load_branches(steps, domain: str) -> list[hunt.Step]:
         contacts = _contacts(step.number, domain)
         if contacts:
             registered.append((step, contacts))
-    for index, (_step, contacts) in enumerate(registered):
-        last_step = index == len(registered) - 1
+    devices = []
+    for index, (step, contacts) in enumerate(registered):
+        last_step = parallel or index == len(registered) - 1
         q = "" if last_step else f"{1.0 - index / 100:.2f}"
-        for position, contact in enumerate(contacts):
-            _set_target(*contact)
-            if last_step and position == len(contacts) - 1:
+        for position, (uri, received, sock) in enumerate(contacts):
+            devices.append(f"{_hostport(received or uri)}={step.number}")
+            _set_target(uri, received, sock)
+            if index == len(registered) - 1 and position == len(contacts) - 1:
                 break  # stays in the R-URI
             KSR.corex.append_branch_uri_q("", q)
+    KSR.pv.sets("$avp(branch_members)", ",".join(devices))
     return [step for step, _contacts in registered]
+
+
+def _hostport(uri: str) -> str:
+    """'sip:user@1.2.3.4:5060;transport=udp' -> '1.2.3.4:5060' (port 5060 if absent)."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.split("@", 1)[-1].split(";", 1)[0].split(">", 1)[0]
+    return rest if ":" in rest.rsplit("]", 1)[-1] else f"{rest}:5060"
+
+
+def member_of_reply() -> str | None:
+    """The member whose device sent the reply being processed."""
+    source = f"{pv('$si')}:{pv('$sp')}"
+    for item in (pv("$avp(branch_members)") or "").split(","):
+        device, _, number = item.partition("=")
+        if device == source:
+            return number
+    return None
 
 
 def _contacts(number: str, domain: str) -> list[tuple[str, str, str]]:
@@ -88,18 +134,19 @@ def _set_target(uri: str, received: str, sock: str) -> None:
         KSR.pv.sets("$fs", sock)
 
 
-def relay_step(ring_timeout: int) -> int:
+def relay_step(ring_timeout: int, failure_route: str = FAILURE_ROUTE) -> int:
     ring_ms = ring_timeout * 1000
-    # fr: no provisional reply at all (dead phone) ends the step early.
-    KSR.tm.t_set_fr(ring_ms, min(ring_ms, 4000))
-    KSR.tm.t_on_failure(FAILURE_ROUTE)
+    KSR.tm.t_set_fr(ring_ms, min(ring_ms, DEAD_DEVICE_MS))
+    KSR.tm.t_on_failure(failure_route)
     KSR.tm.t_on_reply(REPLY_ROUTE)
     if KSR.tm.t_relay() < 0:
         KSR.tm.t_reply(500, "Server Internal Error - could not forward")
     return EXIT
 
 
-def on_failure(hunt_on_decline: bool) -> int:
+def on_failure(hunt_on_decline: bool) -> int | str:
+    """The step ringing now ended without an answer. Returns EXIT, or the fallback dial
+    string when nobody answered and the group overflows somewhere."""
     if KSR.tm.t_is_canceled() > 0:
         KSR.rtpengine.rtpengine_delete0()
         return EXIT
@@ -118,6 +165,10 @@ def on_failure(hunt_on_decline: bool) -> int:
         KSR.pv.seti("$avp(hunt_i)", index + 1)
         return relay_step(int(steps[index + 1][1]))
 
+    fallback = pv("$avp(hunt_fallback)")
+    if fallback:
+        log_info(f"hunt {pv('$ci')}: {current} answered {code}, nobody answered: overflow to {fallback}")
+        return fallback
     status, reason = hunt.exhausted_reply(pv("$avp(hunt_busy)") == "1")
     log_info(f"hunt {pv('$ci')}: {current} answered {code}, chain exhausted: {status}")
     KSR.rtpengine.rtpengine_delete0()

@@ -16,11 +16,23 @@ class Reject:
 
 @dataclass(frozen=True)
 class RingPlan:
-    """Ring these members one after another (one member: a direct call)."""
+    """Ring these members one after another (one member: a direct call), or all at once
+    (`parallel`, a ring-all group)."""
     dialled: str
-    kind: str                      # "direct", "hunt" or "service"
+    kind: str                      # "direct", "hunt", "service" or "ringall"
     steps: tuple[hunt.Step, ...]
     identity: identity.Identity | None = None   # None: the caller's From goes through as sent
+    parallel: bool = False
+    group: str | None = None       # the hunt or ring-all group's name
+    display_format: str | None = None   # ring-all: what members see, from {group} and {caller}
+    fallback: str | None = None    # where the call goes when nobody answered (timeout destination)
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """Wait in a queue until an agent is free (kemi.queue picks the agent)."""
+    dialled: str
+    queue: str                     # the queue's number
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,7 @@ class TrunkPlan:
     identities: dict[int, identity.Identity] = field(default_factory=dict)   # per trunk id
 
 
-Plan = RingPlan | TrunkPlan | Reject
+Plan = RingPlan | QueuePlan | TrunkPlan | Reject
 
 
 def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
@@ -55,6 +67,12 @@ def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
 
 
 def _local(dial, directory, default_timeout, caller, caller_display) -> Plan:
+    if dial.number in directory.ringall or dial.number in directory.queues:
+        if dial.ring_only or dial.anonymous or dial.caller_id_index is not None:
+            return Reject(484, "Address Incomplete - suffixes T, h and cN do not apply to group and queue numbers")
+        if dial.number in directory.queues:
+            return QueuePlan(dial.number, dial.number)
+        return _ringall(directory.ringall[dial.number], directory, default_timeout)
     service = directory.services.get(dial.number)
     if service is not None:
         start, kind = service.start_number, "service"
@@ -70,7 +88,20 @@ def _local(dial, directory, default_timeout, caller, caller_display) -> Plan:
     who = None
     if caller is not None and (dial.anonymous or dial.caller_id_index is not None):
         who = identity.internal_identity(caller, dial.anonymous, dial.caller_id_index, caller_display)
-    return RingPlan(dial.number, kind, tuple(steps), who)
+    member = directory.members.get(start)
+    group = directory.groups.get(member.group_id) if member and kind != "direct" else None
+    return RingPlan(dial.number, kind, tuple(steps), who, group=group.name if group else None,
+                    fallback=group.timeout_target if group else None)
+
+
+def _ringall(group, directory, default_timeout) -> Plan:
+    timeout = group.ring_timeout or default_timeout
+    steps = tuple(hunt.Step(number, timeout) for number, logged_in in group.members
+                  if logged_in and directory.active_subscriber(number))
+    if not steps and not group.timeout_target:
+        return Reject(480, f"Temporarily Unavailable - nobody logged in to {group.name}")
+    return RingPlan(group.number, "ringall", steps, parallel=True, group=group.name,
+                    display_format=group.display_format, fallback=group.timeout_target)
 
 
 def _external(dial, directory, caller, rng) -> Plan:

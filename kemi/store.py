@@ -14,8 +14,8 @@ from typing import Callable
 
 import psycopg
 
-from kemi.directory import (Did, Directory, HuntGroup, HuntMember, ServiceNumber, Subscriber, Trunk,
-                            TrunkRoute)
+from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueAgent, RingAllGroup,
+                            ServiceNumber, Subscriber, Trunk, TrunkRoute)
 
 CHANNEL = "kemi_config"
 
@@ -30,7 +30,7 @@ def load_directory(conn: psycopg.Connection) -> Directory:
                     "hide_caller_id, send_pai FROM subscriber")
         subscribers = {r[0]: Subscriber(r[0], r[1].strip(), *r[2:], caller_ids=tuple(caller_ids.get(r[0], ())))
                        for r in cur}
-        cur.execute("SELECT id, name, ring_timeout FROM hunt_group")
+        cur.execute("SELECT id, name, ring_timeout, timeout_target FROM hunt_group")
         groups = {r[0]: HuntGroup(*r) for r in cur}
         cur.execute("SELECT number, group_id, next_number, ring_timeout FROM hunt_member")
         members = {r[0]: HuntMember(*r) for r in cur}
@@ -46,7 +46,20 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         routes = tuple(TrunkRoute(*r) for r in cur)
         cur.execute("SELECT number, trunk_id, target, caller_prefix, caller_suffix, display_tag FROM did")
         dids = {r[0]: Did(*r) for r in cur}
-    return Directory(subscribers, groups, members, services, trunks, routes, dids)
+        cur.execute("SELECT group_id, number, logged_in FROM ringall_member ORDER BY group_id, position")
+        ringall_members: dict[int, list[tuple[str, bool]]] = {}
+        for group_id, number, logged_in in cur:
+            ringall_members.setdefault(group_id, []).append((number, logged_in))
+        cur.execute("SELECT id, name, number, display_format, ring_timeout, timeout_target FROM ringall_group")
+        ringall = {r[2]: RingAllGroup(*r, members=tuple(ringall_members.get(r[0], ()))) for r in cur}
+        cur.execute("SELECT queue_id, number, tier, logged_in FROM queue_agent ORDER BY queue_id, position")
+        agents: dict[int, list[QueueAgent]] = {}
+        for queue_id, number, tier, logged_in in cur:
+            agents.setdefault(queue_id, []).append(QueueAgent(number, tier, logged_in))
+        cur.execute("SELECT id, name, number, strategy, ring_timeout, max_wait, timeout_target, timeout_code, "
+                    "sticky_window, max_calls FROM queue")
+        queues = {r[2]: Queue(*r, agents=tuple(agents.get(r[0], ()))) for r in cur}
+    return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues)
 
 
 class DirectoryCache:

@@ -1,0 +1,254 @@
+"""Applies a QueuePlan: the caller waits, suspended, until an agent is free. KSR adapter code;
+which agent is decided by kemi.queue.
+
+A waiting call holds no worker: its transaction is suspended (t_suspend) after a
+`182 Queued`, and the dispatcher, a Kamailio timer process (rtimer, every 100 ms), resumes
+it with t_continue when an agent is free or the maximum wait has passed. Everything shared
+lives in Kamailio shared memory, so every worker and the dispatcher see one state:
+
+  htable qwait   "<queue>:tail" arrival counter; "<queue>:<seq>" one waiting caller,
+                 "state|tindex|tlabel|arrived|caller" with state W (waiting) or O (offered)
+  htable qtxn    "<tindex>:<tlabel>" -> "<queue>:<seq>"; "cid:<call-id>" -> "<tindex>:<tlabel>";
+                 "offer:<tindex>:<tlabel>" -> agents being offered the call
+  htable qstat   "ans:<queue>:<agent>" calls answered; "last:<queue>:<caller>" ->
+                 "agent|time" (routing by call history); "rr:<queue>" last agent offered
+  dialog profile "busy" (value: agent number): the calls each agent is on, ringing or
+                 talking, counted across all processes and cleaned when the dialog ends.
+Waiting callers keep their arrival sequence number when an offer fails, so order is kept.
+"""
+from __future__ import annotations
+
+import time
+
+import KSR  # provided by app_python3
+
+from kemi import queue_strategy as strategy
+from kemi import ring
+from kemi.hunt import Step
+from kemi.ksr import EXIT, log_info, pv
+
+OFFER_ROUTE = "ksr_queue_offer"
+TIMEOUT_ROUTE = "ksr_queue_timeout"
+FAILURE_ROUTE = "ksr_failure_queue"
+BUSY = "busy"
+
+
+# ------------------------------------------------------------------ shared state helpers
+
+def _get(table: str, key: str) -> str | None:
+    value = KSR.htable.sht_get(table, key)
+    return None if value is None else str(value)
+
+
+def agent_calls(agent: str) -> int:
+    KSR.dialog.get_profile_size(BUSY, agent, "$var(busy)")
+    return int(pv("$var(busy)") or 0)
+
+
+def mark_busy(agent: str) -> None:
+    KSR.dialog.set_dlg_profile(BUSY, agent)
+
+
+def unmark_busy(agent: str) -> None:
+    KSR.dialog.unset_dlg_profile(BUSY, agent)
+
+
+def registered(agent: str, domain: str) -> bool:
+    return KSR.registrar.registered_uri(ring.LOCATION, f"sip:{agent}@{domain}") > 0
+
+
+# ------------------------------------------------------------------ entering the queue
+
+def enqueue(queue, caller: str, fresh: bool) -> int:
+    """Put the caller in line: 182 Queued, suspend, leave an entry for the dispatcher."""
+    if fresh and KSR.tm.t_newtran() < 0:
+        KSR.sl.sl_reply_error()
+        return EXIT
+    if fresh and KSR.sdpops.sdp_content() > 0:
+        KSR.rtpengine.rtpengine_manage0()
+    KSR.tm.t_reply(182, "Queued")
+    seq = KSR.htable.sht_inc("qwait", f"{queue.number}:tail")
+    if KSR.tmx.t_suspend() < 0:
+        KSR.tm.t_reply(500, "Server Internal Error - cannot queue the call")
+        return EXIT
+    tindex, tlabel = pv("$T(id_index)"), pv("$T(id_label)")
+    KSR.pv.sets("$avp(queue)", queue.number)
+    KSR.pv.sets("$avp(queue_caller)", caller)
+    KSR.htable.sht_sets("qtxn", f"{tindex}:{tlabel}", f"{queue.number}:{seq}")
+    KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
+    KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}", f"W|{tindex}|{tlabel}|{time.time():.3f}|{caller}")
+    log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
+    return EXIT
+
+
+def _entry_key() -> str | None:
+    return _get("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
+
+
+def leave(entry_key: str | None) -> None:
+    """The call left the queue (answered, timed out, cancelled)."""
+    if entry_key:
+        KSR.htable.sht_rm("qwait", entry_key)
+    KSR.htable.sht_rm("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
+    KSR.htable.sht_rm("qtxn", f"cid:{pv('$ci')}")
+
+
+# ------------------------------------------------------------------ the dispatcher
+
+def _last_agent(queue: str, caller: str) -> tuple[str, float] | None:
+    last = _get("qstat", f"last:{queue}:{caller}")
+    if not last:
+        return None
+    agent, _, when = last.partition("|")
+    return agent, float(when)
+
+
+class Dispatcher:
+    """Runs in the rtimer process; the only place that decides offers, so two waiting calls
+    are never offered the same free agent. Its own memory keeps what only it needs."""
+
+    def __init__(self):
+        self.heads: dict[str, int] = {}          # lowest sequence number still in line
+        self.idle_since: dict[str, float] = {}
+        self.was_busy: dict[str, bool] = {}
+
+    def run(self, directory, domain: str) -> None:
+        now = time.time()
+        for q in directory.queues.values():
+            tail = int(_get("qwait", f"{q.number}:tail") or 0)
+            head = self.heads.get(q.number, 1)
+            if head > tail:
+                continue
+            states = self._states(q, now)
+            available = {a.number for a in q.agents if a.logged_in and registered(a.number, domain)}
+            for seq in range(head, tail + 1):
+                key = f"{q.number}:{seq}"
+                entry = _get("qwait", key)
+                if entry is None:
+                    if seq == head:
+                        head += 1          # finished calls at the front leave the line
+                    continue
+                state, tindex, tlabel, arrived, caller = entry.split("|", 4)
+                if state != "W":
+                    continue
+                if strategy.waited_too_long(q, float(arrived), now):
+                    KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
+                    KSR.tmx.t_continue(int(tindex), int(tlabel), TIMEOUT_ROUTE)
+                    continue
+                sticky = strategy.sticky_agent(q, _last_agent(q.number, caller), now)
+                agents = strategy.pick(q, states, available, _get("qstat", f"rr:{q.number}"), sticky)
+                if not agents:
+                    break                  # nobody free: everyone behind waits too (arrival order)
+                for agent in agents:
+                    states[agent] = strategy.AgentState(states[agent].calls + 1, states[agent].answered,
+                                                        states[agent].idle_since)
+                KSR.htable.sht_sets("qstat", f"rr:{q.number}", agents[-1])
+                KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
+                KSR.htable.sht_sets("qtxn", f"offer:{tindex}:{tlabel}", ",".join(agents))
+                KSR.tmx.t_continue(int(tindex), int(tlabel), OFFER_ROUTE)
+            self.heads[q.number] = head
+
+    def _states(self, q, now: float) -> dict[str, strategy.AgentState]:
+        states = {}
+        for agent in q.agents:
+            calls = agent_calls(agent.number)
+            if calls == 0 and self.was_busy.get(agent.number):
+                self.idle_since[agent.number] = now
+            self.was_busy[agent.number] = calls > 0
+            answered = int(_get("qstat", f"ans:{q.number}:{agent.number}") or 0)
+            states[agent.number] = strategy.AgentState(calls, answered, self.idle_since.get(agent.number, 0.0))
+        return states
+
+
+# ------------------------------------------------------------------ resumed transactions
+
+def offer(directory, domain: str) -> int:
+    """t_continue'd by the dispatcher: ring the chosen agent(s)."""
+    key = f"offer:{pv('$T(id_index)')}:{pv('$T(id_label)')}"
+    agents = (_get("qtxn", key) or "").split(",")
+    KSR.htable.sht_rm("qtxn", key)
+    q = directory.queues.get(pv("$avp(queue)") or "")
+    if KSR.tm.t_is_canceled() > 0 or q is None:
+        leave(_entry_key())
+        KSR.tm.t_reply(487, "Request Terminated")
+        return EXIT
+    steps = ring.load_branches([Step(a, q.ring_timeout) for a in agents if a], domain, parallel=True)
+    if not steps:
+        return _requeue("offered agents are gone")
+    for step in steps:
+        mark_busy(step.number)
+    KSR.pv.sets("$avp(queue_offer)", ",".join(s.number for s in steps))
+    log_info(f"queue {q.name}: offering {pv('$ci')} to {', '.join(s.number for s in steps)}")
+    if not ring.next_contacts(first=True):
+        return EXIT
+    return ring.relay_step(q.ring_timeout, FAILURE_ROUTE)
+
+
+def on_failure() -> int:
+    """The offered agents did not answer: back in line at the same place."""
+    for agent in (pv("$avp(queue_offer)") or "").split(","):
+        if agent:
+            unmark_busy(agent)
+    if KSR.tm.t_is_canceled() > 0:
+        leave(_entry_key())
+        KSR.rtpengine.rtpengine_delete0()
+        return EXIT
+    return _requeue(f"no answer ({pv('$T_reply_code')})")
+
+
+def _requeue(why: str) -> int:
+    entry_key = _entry_key()
+    entry = _get("qwait", entry_key) if entry_key else None
+    if entry is None or KSR.tmx.t_suspend() < 0:
+        KSR.tm.t_reply(500, "Server Internal Error - lost the queue position")
+        return EXIT
+    KSR.htable.sht_sets("qwait", entry_key, "W|" + entry.split("|", 1)[1])
+    log_info(f"queue: {pv('$ci')} back in line as #{entry_key.split(':')[-1]}: {why}")
+    return EXIT
+
+
+def on_answer(agent: str | None) -> None:
+    """Reply route, 2xx of a queue call: the call leaves the line; remember who took it."""
+    q = pv("$avp(queue)")
+    if not q:
+        return
+    offered = [a for a in (pv("$avp(queue_offer)") or "").split(",") if a]
+    for other in offered:
+        if other != agent:
+            unmark_busy(other)
+    if agent:
+        KSR.htable.sht_inc("qstat", f"ans:{q}:{agent}")
+        KSR.htable.sht_sets("qstat", f"last:{q}:{pv('$avp(queue_caller)')}", f"{agent}|{time.time():.0f}")
+    leave(_entry_key())
+
+
+def on_timeout(directory) -> str | int:
+    """t_continue'd by the dispatcher after the maximum wait: the queue's timeout
+    destination (returned as a dial string for the handler to route) or its final reply."""
+    q = directory.queues.get(pv("$avp(queue)") or "")
+    leave(_entry_key())
+    if KSR.tm.t_is_canceled() > 0:
+        KSR.tm.t_reply(487, "Request Terminated")
+        return EXIT
+    if q is not None and q.timeout_target:
+        log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {q.timeout_target}")
+        return q.timeout_target
+    code = q.timeout_code if q else 480
+    KSR.rtpengine.rtpengine_delete0()
+    KSR.tm.t_reply(code, "Queue Timeout - no agent became free")
+    return EXIT
+
+
+def cancel_waiting(call_id: str) -> bool:
+    """A CANCEL for a caller still waiting: resume it so it answers 487 at once."""
+    txn = _get("qtxn", f"cid:{call_id}")
+    if txn is None:
+        return False
+    tindex, _, tlabel = txn.partition(":")
+    entry_key = _get("qtxn", txn)
+    entry = _get("qwait", entry_key) if entry_key else None
+    if entry is None or not entry.startswith("W|"):
+        return False
+    KSR.htable.sht_sets("qwait", entry_key, "O|" + entry.split("|", 1)[1])
+    KSR.tmx.t_continue(int(tindex), int(tlabel), TIMEOUT_ROUTE)
+    return True
