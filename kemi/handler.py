@@ -13,6 +13,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, outbound, queueing, ring, routing, trunks
+from kemi import instrument
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -47,7 +48,7 @@ class Handler:
         except Exception:
             return self._internal_error("hunt failure route", stateful=True)
 
-    def ksr_queue_dispatch(self, msg) -> int:
+    def ksr_queue_dispatch(self, msg, evname: str = "") -> int:
         """rtimer, every 100 ms: offer waiting callers to free agents, time out the rest."""
         try:
             directory = self.cache.get()
@@ -55,6 +56,7 @@ class Handler:
                 self.dispatcher.run(directory, self.settings.domain)
         except Exception:
             log_error("queue dispatcher: " + traceback.format_exc())
+            instrument.handler_error("queue dispatch", replied=False)
         return 1
 
     def ksr_queue_offer(self, msg) -> int:
@@ -87,6 +89,7 @@ class Handler:
             return outbound.on_branch(self.settings.domain)
         except Exception:
             log_error("trunk branch route: " + traceback.format_exc())
+            instrument.handler_error("trunk branch route", replied=False)
             return 1
 
     def ksr_reply_media(self, msg) -> int:
@@ -97,12 +100,14 @@ class Handler:
             if KSR.sdpops.sdp_content() > 0:
                 KSR.rtpengine.rtpengine_manage0()
             status = int(pv("$rs") or 0)
+            instrument.on_reply()
             if status in hunt.BUSY_CODES:
                 KSR.pv.seti("$avp(hunt_busy)", 1)
             elif 200 <= status < 300 and pv("$avp(branch_members)"):
                 self._answered(ring.member_of_reply())
         except Exception:
             log_error("reply route: " + traceback.format_exc())
+            instrument.handler_error("reply route", replied=False)
         return 1
 
     @staticmethod
@@ -116,6 +121,7 @@ class Handler:
 
     def _internal_error(self, where: str, stateful: bool = False) -> int:
         log_error(f"{where} failed on {pv('$rm')} {pv('$ru')} call-id {pv('$ci')}: {traceback.format_exc()}")
+        instrument.handler_error(where)
         try:
             if pv("$rm") != "ACK":
                 if stateful:
@@ -168,6 +174,7 @@ class Handler:
         if KSR.rr.loose_route() > 0:
             if method == "BYE":
                 KSR.rtpengine.rtpengine_delete0()
+                instrument.call_quality()
             elif method == "INVITE":
                 if KSR.sdpops.sdp_content() > 0:
                     KSR.rtpengine.rtpengine_manage0()
@@ -201,16 +208,19 @@ class Handler:
             # from wrong passwords, so numbers cannot be probed.
             if user:
                 log_info(f"auth: unknown or disabled user {user!r} from {pv('$si')}")
+                instrument.auth_failure("unknown_user")
             KSR.auth.auth_challenge(realm, 1)
             return None
         rc = KSR.auth.pv_auth_check(realm, sub.ha1, 1, 0)
         if rc < 0:
             log_info(f"auth: {pv('$rm')} from {user} at {pv('$si')} failed ({rc})")
+            instrument.auth_failure("wrong_password")
             KSR.auth.auth_challenge(realm, 1)
             return None
         claimed = pv(identity_pv)
         if claimed != user:
             log_info(f"auth: {user} tried to act as {claimed!r} ({pv('$rm')})")
+            instrument.auth_failure("identity_mismatch")
             KSR.sl.sl_send_reply(403, f"Forbidden - authenticated as {user}, not {claimed}")
             return None
         return user
@@ -226,13 +236,16 @@ class Handler:
         if pv("$pr") != "udp" or KSR.nathelper.nat_uac_test(19) > 0:
             # Keep the connection / NAT binding the phone registered from.
             KSR.nathelper.fix_nated_register()
-        if KSR.registrar.save(ring.LOCATION, 0) < 0:
+        saved = KSR.registrar.save(ring.LOCATION, 0) >= 0
+        instrument.registration(saved)
+        if not saved:
             KSR.sl.sl_reply_error()
         return EXIT
 
     # ---------------------------------------------------------------- invite
 
     def _invite(self) -> int:
+        instrument.invite_received()
         directory = self._directory()
         if directory is None:
             return EXIT
@@ -242,6 +255,7 @@ class Handler:
         if not pv("$au") and directory.active_subscriber(pv("$fU") or "") is None:
             # Neither a trunk nor anyone who could authenticate: never an open relay.
             log_info(f"refused INVITE from unknown source {pv('$si')}:{pv('$sp')} as {pv('$fU')!r}")
+            instrument.auth_failure("unknown_source")
             KSR.sl.sl_send_reply(403, "Forbidden - unknown source")
             return EXIT
         number = self._authenticate(directory, "$fU")
@@ -293,6 +307,7 @@ class Handler:
             return EXIT
         if fresh:
             KSR.rr.record_route()
+        instrument.call_started(plan, self.cache.snapshot, fresh)
         if isinstance(plan, routing.TrunkPlan):
             return outbound.start(plan, caller)
         directory = self.cache.get()

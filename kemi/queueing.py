@@ -40,6 +40,21 @@ def _get(table: str, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def incr(table: str, key: str) -> int:
+    """Atomic counter in shared memory; sht_inc does not create a missing item."""
+    value = KSR.htable.sht_inc(table, key)
+    if value != -255:
+        return value
+    KSR.htable.sht_lock(table, key)
+    try:
+        if _get(table, key) is None:
+            KSR.htable.sht_seti(table, key, 1)
+            return 1
+        return KSR.htable.sht_inc(table, key)
+    finally:
+        KSR.htable.sht_unlock(table, key)
+
+
 def agent_calls(agent: str) -> int:
     KSR.dialog.get_profile_size(BUSY, agent, "$var(busy)")
     return int(pv("$var(busy)") or 0)
@@ -67,7 +82,7 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     if fresh and KSR.sdpops.sdp_content() > 0:
         KSR.rtpengine.rtpengine_manage0()
     KSR.tm.t_reply(182, "Queued")
-    seq = KSR.htable.sht_inc("qwait", f"{queue.number}:tail")
+    seq = incr("qwait", f"{queue.number}:tail")
     if KSR.tmx.t_suspend() < 0:
         KSR.tm.t_reply(500, "Server Internal Error - cannot queue the call")
         return EXIT
@@ -217,7 +232,7 @@ def on_answer(agent: str | None) -> None:
         if other != agent:
             unmark_busy(other)
     if agent:
-        KSR.htable.sht_inc("qstat", f"ans:{q}:{agent}")
+        incr("qstat", f"ans:{q}:{agent}")
         KSR.htable.sht_sets("qstat", f"last:{q}:{pv('$avp(queue_caller)')}", f"{agent}|{time.time():.0f}")
     leave(_entry_key())
 

@@ -34,6 +34,23 @@ def check_password(password: str) -> None:
         raise ProvisioningError("field 'password': must be at least 8 characters")
 
 
+def number_owner(directory, number: str) -> str | None:
+    """What already answers on `number`, if anything (one number, one meaning)."""
+    if number in directory.subscribers:
+        return "a SIP number"
+    if number in directory.services:
+        group = directory.groups[directory.services[number].group_id].name
+        return f"a service number of hunt group '{group}'"
+    if number in directory.dids:
+        return "a trunk DID"
+    if number in directory.ringall:
+        return f"the number of ring-all group '{directory.ringall[number].name}'"
+    if number in directory.queues:
+        return f"the number of queue '{directory.queues[number].name}'"
+    return None
+
+
+
 # ------------------------------------------------------------------ subscribers
 
 def add_subscriber(conn: psycopg.Connection, number: str, password: str, realm: str,
@@ -42,12 +59,12 @@ def add_subscriber(conn: psycopg.Connection, number: str, password: str, realm: 
     check_password(password)
     with conn.transaction():
         conn.execute(LOCK)
-        if conn.execute("SELECT 1 FROM service_number WHERE number = %s", (number,)).fetchone():
-            raise ProvisioningError(f"field 'number': {number} is a service number; a SIP number must differ from every service number")
-        if conn.execute("SELECT 1 FROM did WHERE number = %s", (number,)).fetchone():
-            raise ProvisioningError(f"field 'number': {number} is a trunk DID; a SIP number must differ from every DID")
         if conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone():
             raise ProvisioningError(f"field 'number': {number} already exists (use 'kemictl subscriber change')")
+        owner = number_owner(load_directory(conn), number)
+        if owner:
+            raise ProvisioningError(f"field 'number': {number} is {owner}; a SIP number must differ from every "
+                                    "service number, DID, group and queue number")
         conn.execute("INSERT INTO subscriber (number, ha1, display_name, active) VALUES (%s, %s, %s, %s)",
                      (number, ha1(number, realm, password), display_name, active))
 

@@ -7,7 +7,8 @@ import re
 
 import psycopg
 
-from provision.store import LOCK, NUMBER, ProvisioningError, check_number
+from kemi.store import load_directory
+from provision.store import LOCK, NUMBER, ProvisioningError, check_number, number_owner
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -130,12 +131,12 @@ def save_did(conn: psycopg.Connection, number: str, trunk: str, target: str, cal
         conn.execute(LOCK)
         trunk_id = _trunk_id(conn, trunk)
         local = target.rstrip("T")
-        if not conn.execute("SELECT 1 FROM subscriber WHERE number = %s UNION SELECT 1 FROM service_number "
-                            "WHERE number = %s", (local, local)).fetchone():
-            raise ProvisioningError(f"field 'target': {local} is neither a SIP number nor a service number")
-        if conn.execute("SELECT 1 FROM subscriber WHERE number = %s UNION SELECT 1 FROM service_number "
-                        "WHERE number = %s", (number, number)).fetchone():
-            raise ProvisioningError(f"field 'number': {number} is already a SIP or service number of this proxy")
+        if not load_directory(conn).is_local(local):
+            raise ProvisioningError(f"field 'target': {local} is no SIP, service, group or queue number of this proxy")
+        directory = load_directory(conn)
+        owner = number_owner(directory, number)
+        if owner and owner != "a trunk DID":
+            raise ProvisioningError(f"field 'number': {number} is already {owner} of this proxy")
         conn.execute("INSERT INTO did (number, trunk_id, target, caller_prefix, caller_suffix, display_tag) "
                      "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (number) DO UPDATE SET trunk_id = EXCLUDED.trunk_id, "
                      "target = EXCLUDED.target, caller_prefix = EXCLUDED.caller_prefix, "

@@ -64,6 +64,8 @@ def validate_group(rows: list[HuntRow], group_id: int, directory: Directory) -> 
         if service in seen_service:
             errors.append(problem(row, SERVICE, f"{service} appears twice"))
         seen_service.add(service)
+        if service in directory.dids or service in directory.ringall or service in directory.queues:
+            errors.append(problem(row, SERVICE, f"{service} is already a DID, ring-all group or queue number"))
         if service in others_services:
             other = directory.groups[others_services[service].group_id].name
             errors.append(problem(row, SERVICE, f"{service} already belongs to group '{other}'"))
