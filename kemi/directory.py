@@ -120,10 +120,21 @@ class Directory:
     dids: dict[str, Did] = field(default_factory=dict)
     ringall: dict[str, RingAllGroup] = field(default_factory=dict)   # by group number
     queues: dict[str, Queue] = field(default_factory=dict)           # by queue number
+    supervisors: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)  # number -> {(kind, name)}
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)
         return sub if sub is not None and sub.active else None
+
+    def groups_of(self, number: str) -> set[tuple[str, str]]:
+        """(kind, name) of every hunt group, ring-all group and queue `number` belongs to."""
+        out = set()
+        member = self.members.get(number)
+        if member and member.group_id in self.groups:
+            out.add(("hunt", self.groups[member.group_id].name))
+        out.update(("ringall", g.name) for g in self.ringall.values() if any(n == number for n, _ in g.members))
+        out.update(("queue", q.name) for q in self.queues.values() if any(a.number == number for a in q.agents))
+        return out
 
     def is_local(self, number: str) -> bool:
         """A number this proxy serves itself (never sent to a trunk)."""

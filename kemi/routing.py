@@ -43,7 +43,16 @@ class TrunkPlan:
     identities: dict[int, identity.Identity] = field(default_factory=dict)   # per trunk id
 
 
-Plan = RingPlan | QueuePlan | TrunkPlan | Reject
+@dataclass(frozen=True)
+class SpyPlan:
+    """A supervisor listens in on an agent's current call (4#): a send-only copy of both sides."""
+    agent: str
+
+
+Plan = RingPlan | QueuePlan | TrunkPlan | SpyPlan | Reject
+
+NO_MIXING = ("Not Implemented - {mode} needs audio mixing, which rtpengine 10.5 does not have; "
+             "use 4# to listen")
 
 
 def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
@@ -55,7 +64,7 @@ def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
     except dialstring.DialError as err:
         return Reject(err.status, err.reason)
     if dial.spy:
-        return Reject(501, f"Not Implemented - supervisor {dial.spy} ({str(dial)[:2]}) is not available yet")
+        return _spy(dial, directory, caller)
     if caller is None and (dial.anonymous or dial.caller_id_index is not None):
         return Reject(484, "Address Incomplete - suffixes h and cN are for calls from phones")
     try:
@@ -64,6 +73,18 @@ def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
         return _external(dial, directory, caller, rng)
     except identity.IdentityError as err:
         return Reject(err.status, err.reason)
+
+
+def _spy(dial, directory, caller) -> Plan:
+    if dial.spy != "listen":
+        return Reject(501, NO_MIXING.format(mode=f"{dial.spy} ({str(dial)[:2]})"))
+    if caller is None:
+        return Reject(403, "Forbidden - listen-in is for supervisors' phones")
+    if directory.active_subscriber(dial.number) is None:
+        return Reject(404, f"Not Found - no agent {dial.number}")
+    if not directory.supervisors.get(caller.number, frozenset()) & directory.groups_of(dial.number):
+        return Reject(403, f"Forbidden - {caller.number} does not supervise a group or queue of {dial.number}")
+    return SpyPlan(dial.number)
 
 
 def _local(dial, directory, default_timeout, caller, caller_display) -> Plan:

@@ -213,3 +213,32 @@ def list_queues(conn: psycopg.Connection) -> list[tuple]:
         " coalesce(q.sticky_window::text, ''), coalesce((SELECT string_agg(a.number || ':' || a.tier || CASE WHEN "
         " a.logged_in THEN '' ELSE '(out)' END, ' ' ORDER BY a.position) FROM queue_agent a WHERE a.queue_id = q.id), '') "
         "FROM queue q ORDER BY q.name").fetchall()
+
+
+# ------------------------------------------------------------------ supervisors
+
+KINDS = {"hunt": "hunt_group", "ringall": "ringall_group", "queue": "queue"}
+
+
+def add_supervisor(conn: psycopg.Connection, number: str, kind: str, name: str) -> None:
+    """`number` may listen in (4#) on members/agents of that group or queue."""
+    if kind not in KINDS:
+        raise ProvisioningError(f"field 'kind': must be one of {', '.join(KINDS)}")
+    with conn.transaction():
+        if not conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone():
+            raise ProvisioningError(f"field 'number': {number} is not an existing SIP number")
+        if not conn.execute(f"SELECT 1 FROM {KINDS[kind]} WHERE name = %s", (name,)).fetchone():
+            raise ProvisioningError(f"field 'name': no {kind} named {name!r}")
+        conn.execute("INSERT INTO supervisor (number, group_kind, group_name) VALUES (%s, %s, %s) "
+                     "ON CONFLICT DO NOTHING", (number, kind, name))
+
+
+def remove_supervisor(conn: psycopg.Connection, number: str, kind: str, name: str) -> None:
+    with conn.transaction():
+        if conn.execute("DELETE FROM supervisor WHERE number = %s AND group_kind = %s AND group_name = %s",
+                        (number, kind, name)).rowcount == 0:
+            raise ProvisioningError(f"field 'number': {number} does not supervise {kind} {name!r}")
+
+
+def list_supervisors(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute("SELECT number, group_kind, group_name FROM supervisor ORDER BY 1, 2, 3").fetchall()

@@ -104,3 +104,32 @@ class NgClient:
 
     def ping(self) -> bool:
         return self.request("ping").get("result") == "pong"
+
+    # The commands the proxy uses beyond Kamailio's rtpengine module: call state and the
+    # subscriptions behind supervisor listen-in (4#).
+    def query(self, call_id: str, **params) -> dict:
+        return self.request("query", **{"call-id": call_id}, **params)
+
+    def list_calls(self, limit: int = 32) -> list[str]:
+        return self.request("list", limit=limit).get("calls", [])
+
+    def statistics(self) -> dict:
+        return self.request("statistics").get("statistics", {})
+
+    def delete(self, call_id: str, **params) -> dict:
+        return self.request("delete", **{"call-id": call_id}, **params)
+
+    def subscribe_request(self, call_id: str, from_tags: list[str] | None = None, **params) -> dict:
+        """A send-only copy of the call's media: every participant, or those of `from_tags`.
+        The reply carries the offer `sdp` (one m-line per source) and the subscription's `to-tag`."""
+        if from_tags:
+            params["from-tags"] = from_tags
+        else:
+            params.setdefault("flags", []).append("all")
+        return self.request("subscribe request", **{"call-id": call_id}, **params)
+
+    def subscribe_answer(self, call_id: str, to_tag: str, sdp: str, **params) -> dict:
+        return self.request("subscribe answer", **{"call-id": call_id, "to-tag": to_tag, "sdp": sdp}, **params)
+
+    def unsubscribe(self, call_id: str, to_tag: str) -> dict:
+        return self.request("unsubscribe", **{"call-id": call_id, "to-tag": to_tag})

@@ -18,6 +18,13 @@ from pathlib import Path
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SIPP = "/usr/bin/sipp"
+# SIPp plays this capture (G.711 A-law, 7 s) as the phone's RTP when asked to stream.
+RTP_CAPTURE = "/usr/share/sip-tester/g711a.pcap"
+RTP_ACTION = f'  <nop><action><exec play_pcap_audio="{RTP_CAPTURE}"/></action></nop>'
+
+
+def rtp_line(stream: bool) -> str:
+    return RTP_ACTION if stream else ""
 
 
 def free_port(kind=socket.SOCK_DGRAM) -> int:
@@ -53,6 +60,7 @@ def media_port() -> int:
 def render(template: str, workdir: Path, setup: str = "call_setup.part", **values) -> Path:
     text = (SCENARIOS / template).read_text()
     text = text.replace("@CALL_SETUP@", (SCENARIOS / setup).read_text())
+    values = {"rtp": "", "extra_headers": "", **values}   # optional parts, empty unless asked for
     for key, value in values.items():
         text = text.replace(f"@{key.upper()}@", str(value))
     leftover = re.findall(r"@[A-Z_]+@", text)
@@ -113,12 +121,12 @@ class Phone:
 
     def __init__(self, proxy, number: str, password: str, workdir: Path, behaviour: str = "answer",
                  ring_ms: int = 200, code: int = 486, phrase: str = "Busy Here", ip: str = "127.0.0.1",
-                 calls: int = 1):
+                 calls: int = 1, rtp: bool = False):
         self.proxy, self.number, self.password, self.workdir = proxy, number, password, workdir
         self.ip = ip
         self.port = free_port()
         if behaviour == "answer":
-            scenario = render("phone_answer.xml", workdir, ring_ms=ring_ms)
+            scenario = render("phone_answer.xml", workdir, ring_ms=ring_ms, rtp=rtp_line(rtp))
         elif behaviour == "reject":
             scenario = render("phone_reject.xml", workdir, code=code, phrase=phrase)
         elif behaviour == "noanswer":
@@ -149,7 +157,7 @@ class Phone:
 def call(proxy, number: str, password: str | None, dial: str, workdir: Path, expect: int = 200,
          hold_ms: int = 200, cancel_after_ms: int | None = None, from_user: str | None = None,
          transport: str = "u1", timeout: float = 60, headers: str = "", ip: str = "127.0.0.1",
-         calls: int = 1) -> Sipp:
+         calls: int = 1, rtp: bool = False) -> Sipp:
     """Place calls one after another and wait for them to end; the returned Sipp has exit
     code and trace. password=None: a trunk calling (no credentials, from `ip`)."""
     if cancel_after_ms is not None:
@@ -160,7 +168,8 @@ def call(proxy, number: str, password: str | None, dial: str, workdir: Path, exp
         ending = "rejected"
     extra = "".join(f"\n      {h}" for h in headers.splitlines() if h.strip())
     scenario = render(f"call_{ending}.xml", workdir, setup="call_setup.part" if password else "trunk_setup.part",
-                      expect=expect, hold_ms=hold_ms, cancel_ms=cancel_after_ms or 0, extra_headers=extra)
+                      expect=expect, hold_ms=hold_ms, cancel_ms=cancel_after_ms or 0, extra_headers=extra,
+                      rtp=rtp_line(rtp))
     auth = ["-au", number, "-ap", password] if password else []
     proc = Sipp(scenario, [f"{proxy[0]}:{proxy[1]}", "-i", ip, "-p", str(free_port()), "-mp", str(media_port()),
                            "-s", from_user or number, *auth, "-m", str(calls), "-l", "1",
@@ -168,4 +177,15 @@ def call(proxy, number: str, password: str | None, dial: str, workdir: Path, exp
                            "-timeout", f"{int(timeout)}s", "-timeout_error"],
                 workdir, f"call-{number}-{dial}")
     proc.wait(timeout + 5)
+    return proc
+
+
+def listen(proxy, number: str, password: str, agent: str, workdir: Path, ports: tuple[int, int],
+           hold_ms: int = 3000) -> Sipp:
+    """A supervisor listens in on `agent` (4#), receiving the two sides on `ports`."""
+    scenario = render("listen.xml", workdir, port_a=ports[0], port_b=ports[1], hold_ms=hold_ms)
+    proc = Sipp(scenario, [f"{proxy[0]}:{proxy[1]}", "-p", str(free_port()), "-mp", str(media_port()),
+                           "-s", number, "-au", number, "-ap", password, "-key", "dial", f"4%23{agent}",
+                           "-timeout", "30s", "-timeout_error"], workdir, f"listen-{number}-{agent}")
+    proc.wait(35)
     return proc

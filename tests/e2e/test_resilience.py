@@ -66,3 +66,20 @@ def test_unsupported_method_gets_405(proxy):
     reply = send_udp(proxy, msg)
     assert reply is not None and reply.startswith(b"SIP/2.0 405"), reply
     assert b"Allow:" in reply
+
+
+def test_calls_continue_without_media_anchoring_when_rtpengine_is_down(proxy):
+    """The documented choice: a dead rtpengine costs at most one short timeout (0.5 s, one
+    retry), is then skipped for 10 s, and calls connect with their media end to end."""
+    a, pa = proxy.subscriber()
+    b, pb = proxy.subscriber()
+    callee = proxy.phone(b, pb)
+    proxy.stack.rtpengine.stop()
+    try:
+        call = proxy.call(a, pa, b, timeout=10)
+        assert call.proc.returncode == 0, explain(call, proxy.logs())
+        port = int(callee.invites()[0].split("m=audio ", 1)[1].split()[0])
+        assert not proxy.settings.rtp_port_min <= port <= proxy.settings.rtp_port_max, "SDP still anchored?"
+    finally:
+        proxy.stack.rtpengine.start()
+        proxy.stack.kamailio.rpc("rtpengine.enable", "all", "1")

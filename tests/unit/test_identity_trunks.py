@@ -157,3 +157,31 @@ def test_longest_prefix_first_property(routes, number):
     assert {t.id for t in chosen} == set(best)
     lengths = [best[t.id] for t in chosen]
     assert lengths == sorted(lengths, reverse=True)
+
+
+# ---------------------------------------------------------------- supervisor listen-in (4#)
+
+def _spy_directory():
+    from kemi.directory import HuntGroup, HuntMember, Queue, QueueAgent
+    subs = {n: Subscriber(n, "ha1") for n in ("2001", "2002", "2003", "2009")}
+    return Directory(subscribers=subs, groups={1: HuntGroup(1, "sales")},
+                     members={"2001": HuntMember("2001", 1)},
+                     queues={"600": Queue(1, "support", "600", agents=(QueueAgent("2002"),))},
+                     supervisors={"2009": frozenset({("hunt", "sales")})})
+
+
+@pytest.mark.parametrize("caller,dialled,expected", [
+    ("2009", "4#2001", "plan"),                      # supervises sales, 2001 is in sales
+    ("2009", "4#2002", 403),                         # 2002 is only in queue support
+    ("2003", "4#2001", 403),                         # not a supervisor at all
+    ("2009", "4#2999", 404),
+    ("2009", "5#2001", 501), ("2009", "6#2001", 501),
+])
+def test_listen_in_authorisation(caller, dialled, expected):
+    from kemi.routing import SpyPlan
+    d = _spy_directory()
+    plan = plan_call(dialled, d, 15, caller=d.subscribers[caller])
+    if expected == "plan":
+        assert plan == SpyPlan("2001")
+    else:
+        assert isinstance(plan, Reject) and plan.status == expected, plan
