@@ -17,7 +17,7 @@ e2e: setup
 	@.venv/bin/python -m pytest -q tests/e2e
 
 bench: setup
-	@.venv/bin/python -m bench.run
+	@.venv/bin/python -m bench.run $(ARGS)
 
 clean:
 	@.venv/bin/python -m tools.stack stop 2>/dev/null || true

@@ -26,8 +26,13 @@ class Settings:
     pg_port: int = 5433
     # rtpengine's NG control socket and its RTP port range.
     rtpengine_ng: str = "127.0.0.1:2223"
-    rtp_port_min: int = 30000
-    rtp_port_max: int = 30999
+    rtp_port_min: int = 30000   # 4 ports a call: 10000 ports carry 2500 calls
+    rtp_port_max: int = 39999
+    # Monitoring: rtpengine's own HTTP /metrics (empty: off) and the proxy's Prometheus
+    # endpoint that tools/exporter.py serves (/metrics on metrics_address:metrics_port).
+    rtpengine_http: str = "127.0.0.1:9092"
+    metrics_address: str = "127.0.0.1"
+    metrics_port: int = 9091
     # Hunt groups: seconds a member rings before the hunt moves on, and whether a 603
     # Decline moves the hunt on (True) or ends it with the 603 (False).
     ring_timeout: int = 15

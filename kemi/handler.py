@@ -12,12 +12,13 @@ import traceback
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, outbound, queueing, ring, routing, trunks
+from kemi import hunt, journal, listen, outbound, queueing, ring, routing, trunks
 from kemi import instrument
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
 from kemi.store import DirectoryCache
+from rtpengine.ng import NgClient
 
 
 class Handler:
@@ -25,6 +26,8 @@ class Handler:
         self.settings = Settings.from_env()
         self.cache = DirectoryCache(self.settings.database_url, log=log_error)
         self.dispatcher = queueing.Dispatcher()
+        self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
+        journal.configure(self.settings.var_dir, log=log_error)
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -97,14 +100,14 @@ class Handler:
         marks a hunt busy (the failure route only sees the step's best reply, which may
         be another device's 408)."""
         try:
-            if KSR.sdpops.sdp_content() > 0:
+            if pv("$rm") == "INVITE" and KSR.sdpops.sdp_content() > 0:
                 KSR.rtpengine.rtpengine_manage0()
             status = int(pv("$rs") or 0)
             instrument.on_reply()
             if status in hunt.BUSY_CODES:
                 KSR.pv.seti("$avp(hunt_busy)", 1)
-            elif 200 <= status < 300 and pv("$avp(branch_members)"):
-                self._answered(ring.member_of_reply())
+            elif 200 <= status < 300 and pv("$avp(call_from)") is not None and not pv("$avp(answered)"):
+                self._answered(ring.member_of_reply() if pv("$avp(branch_members)") else None)
         except Exception:
             log_error("reply route: " + traceback.format_exc())
             instrument.handler_error("reply route", replied=False)
@@ -112,12 +115,22 @@ class Handler:
 
     @staticmethod
     def _answered(member: str | None) -> None:
-        """A member took the call: busy for queues until the dialog ends."""
+        """The first 2xx of a new call: the member who took it is busy for queues until the
+        dialog ends, and both ends can be listened in on."""
+        KSR.pv.seti("$avp(answered)", 1)   # once per call, not per 2xx retransmission
+        call_id = pv("$ci")
+        if member:
+            journal.leg_ended(call_id, member, "answered", 200)
+            journal.answered(call_id, member)
         if pv("$avp(queue)"):
             queueing.on_answer(member)
         elif member:
             queueing.mark_busy(member)
-        KSR.pv.sets("$avp(branch_members)", "")   # once per call, not per 200 retransmission
+            if (pv("$avp(hunt_steps)") or "").startswith("*:"):   # a ring-all step
+                for other in ring.ringing_members():
+                    if other != member:     # tm cancels them: Reason "Call completed elsewhere"
+                        journal.leg_ended(call_id, other, "answered_elsewhere", 487)
+        listen.track_answered([pv("$avp(call_from)") or "", member or ""])
 
     def _internal_error(self, where: str, stateful: bool = False) -> int:
         log_error(f"{where} failed on {pv('$rm')} {pv('$ru')} call-id {pv('$ci')}: {traceback.format_exc()}")
@@ -155,7 +168,14 @@ class Handler:
             if KSR.tm.t_check_trans() > 0:
                 KSR.tm.t_relay()
             return EXIT
-        KSR.tm.t_check_trans()  # absorbs retransmissions of requests in progress
+        # A retransmission of a request in progress: tm resends the last reply. In KEMI a
+        # 0 ("stop") from these functions does not end the route by itself: return here, or
+        # the retransmission would be authenticated and routed again (and answered 500).
+        if KSR.tmx.t_precheck_trans() > 0:
+            KSR.tm.t_check_trans()
+            return EXIT
+        if KSR.tm.t_check_trans() == 0:
+            return EXIT
 
         if method == "OPTIONS" and not pv("$rU"):
             # Keepalives also keep this worker's snapshot fresh while no calls come in.
@@ -171,8 +191,13 @@ class Handler:
         return EXIT
 
     def _in_dialog(self, method: str) -> int:
+        handled = listen.in_dialog(method, self.ng)
+        if handled is not None:
+            return handled
         if KSR.rr.loose_route() > 0:
             if method == "BYE":
+                listen.forget_call()
+                journal.call_ended(pv("$ci"), 200, "hung up")
                 KSR.rtpengine.rtpengine_delete0()
                 instrument.call_quality()
             elif method == "INVITE":
@@ -266,6 +291,9 @@ class Handler:
         display = from_display()
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
+        if isinstance(plan, routing.SpyPlan):
+            return listen.start(plan, self.ng)
+        KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
         if not isinstance(plan, routing.Reject):
             KSR.dialog.dlg_manage()
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
@@ -285,6 +313,7 @@ class Handler:
         sent_display = from_display()
         number, display = trunks.inbound_caller(did, pv("$fU") or "", sent_display)
         plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
+        KSR.pv.sets("$avp(call_from)", "")           # no subscriber on the calling end
         if not isinstance(plan, routing.Reject):
             KSR.dialog.dlg_manage()
             self._present(plan, pv("$fU") or "", sent_display, number, display)
@@ -308,15 +337,26 @@ class Handler:
         if fresh:
             KSR.rr.record_route()
         instrument.call_started(plan, self.cache.snapshot, fresh)
+        directory = self.cache.get()
+        if fresh:
+            journal.call_started(pv("$ci"), caller, plan.dialled, *self._journal_label(plan, directory))
         if isinstance(plan, routing.TrunkPlan):
             return outbound.start(plan, caller)
-        directory = self.cache.get()
         if isinstance(plan, routing.QueuePlan):
             return queueing.enqueue(directory.queues[plan.queue], caller, fresh)
         if plan.identity is not None:
             apply_identity(plan.identity, self.settings.domain)
         result = ring.start(plan, self.settings.domain, caller, fresh)
         return self._overflow(plan.fallback, fresh) if result is None else result
+
+    @staticmethod
+    def _journal_label(plan, directory) -> tuple[str, str | None]:
+        """(kind, group/queue/trunk name) of a call, as the journal shows it."""
+        if isinstance(plan, routing.QueuePlan):
+            return "queue", directory.queues[plan.queue].name
+        if isinstance(plan, routing.TrunkPlan):
+            return "trunk", directory.trunks[plan.steps[0].trunk_id].name
+        return plan.kind, plan.group
 
     def _overflow(self, target: str, fresh: bool = False) -> int:
         """Nobody answered (or could): route the call on to the group's or queue's timeout

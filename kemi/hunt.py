@@ -68,3 +68,16 @@ def exhausted_reply(any_busy: bool) -> tuple[int, str]:
     if any_busy:
         return 486, "Busy Here - all members busy or unavailable"
     return 480, "Temporarily Unavailable - no member answered"
+
+
+def leg_outcome(code: int) -> str:
+    """How a member's ringing ended, for the journal."""
+    if code in BUSY_CODES:
+        return "busy"
+    if code == 408:
+        return "no_answer"
+    if code == 603:
+        return "declined"
+    if code == 487:
+        return "cancelled"
+    return "failed"

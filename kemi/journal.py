@@ -19,6 +19,8 @@ import json
 import os
 import time
 
+from kemi.config import ROOT
+
 EVENTS = ("call_started", "queued", "offered", "leg_ended", "answered", "call_ended", "eof")
 KINDS = ("direct", "hunt", "service", "ringall", "queue", "trunk")
 OUTCOMES = ("answered", "busy", "no_answer", "declined", "failed", "not_registered", "cancelled",
@@ -40,7 +42,9 @@ _dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def directory(var_dir: str) -> str:
-    return os.path.join(var_dir, "journal")
+    """Where the files go; a relative var_dir is relative to the repository, like the
+    launcher's (Kamailio's working directory is not)."""
+    return os.path.join(ROOT, var_dir, "journal")
 
 
 def configure(var_dir: str | None, log=None) -> None:

@@ -22,6 +22,15 @@ def pv(name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def new_transaction() -> bool:
+    """Create the INVITE's transaction. False means stop: an error (answered) or a
+    retransmission that tm absorbed (t_newtran() == 0, nothing to answer)."""
+    rc = KSR.tm.t_newtran()
+    if rc < 0:
+        KSR.sl.sl_reply_error()
+    return rc > 0
+
+
 def from_display() -> str | None:
     """The From display name without its quotes."""
     name = (pv("$fn") or "").strip()

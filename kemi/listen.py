@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi.ksr import EXIT, log_error, log_info, pv
+from kemi.ksr import EXIT, log_error, log_info, new_transaction, pv
 from rtpengine.ng import NgClient, NgError
 
 
@@ -64,8 +64,7 @@ def start(plan, ng: NgClient) -> int:
         log_error(f"listen-in on {plan.agent}: {err}")
         KSR.sl.sl_send_reply(503, "Service Unavailable - media server did not accept the listen-in")
         return EXIT
-    if KSR.tm.t_newtran() < 0:
-        KSR.sl.sl_reply_error()
+    if not new_transaction():
         return EXIT
     KSR.htable.sht_sets("spy", pv("$ci"), f"{agent_call}|{sub['to-tag']}")
     transport = pv("$pr") or "udp"

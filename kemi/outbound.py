@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import trunks
-from kemi.ksr import EXIT, apply_identity, decode_identity, encode_identity, log_info, pv
+from kemi import instrument, ring, trunks
+from kemi.ksr import EXIT, apply_identity, decode_identity, encode_identity, log_info, new_transaction, pv
 
 BRANCH_ROUTE = "ksr_branch_trunk"
 FAILURE_ROUTE = "ksr_failure_trunk"
-REPLY_ROUTE = "ksr_reply_media"
 NO_RESPONSE_MS = 4000   # no reply at all from a trunk: fail over after this
+RING_MS = 120000        # a far end that rings is given two minutes
 
 
 def start(plan, caller: str) -> int:
     log_info(f"call {caller} -> {plan.dialled} (trunk): " + " > ".join(s.uri for s in plan.steps))
-    if KSR.tm.t_newtran() < 0:
-        KSR.sl.sl_reply_error()
+    if not new_transaction():
         return EXIT
     KSR.pv.sets("$avp(trunk_steps)", ",".join(f"{s.trunk_id} {s.uri}" for s in plan.steps))
     for trunk_id, who in plan.identities.items():
@@ -45,13 +44,7 @@ def _attempt(index: int, uri: str) -> int:
     KSR.pv.seti("$avp(trunk_i)", index)
     KSR.pv.sets("$ru", uri)
     KSR.resetdsturi()
-    KSR.tm.t_set_fr(120000, NO_RESPONSE_MS)
-    KSR.tm.t_on_branch(BRANCH_ROUTE)
-    KSR.tm.t_on_failure(FAILURE_ROUTE)
-    KSR.tm.t_on_reply(REPLY_ROUTE)
-    if KSR.tm.t_relay() < 0:
-        KSR.tm.t_reply(500, "Server Internal Error - could not forward")
-    return EXIT
+    return ring.relay(RING_MS, NO_RESPONSE_MS, FAILURE_ROUTE, BRANCH_ROUTE)
 
 
 def on_branch(domain: str) -> int:
@@ -67,12 +60,14 @@ def on_branch(domain: str) -> int:
 def on_failure() -> int:
     if KSR.tm.t_is_canceled() > 0:
         KSR.rtpengine.rtpengine_delete0()
+        instrument.call_ended(487)
         return EXIT
     code = int(pv("$T_reply_code") or 0)
     steps = _steps()
     index = int(pv("$avp(trunk_i)") or 0)
     if not trunks.fails_over(code):
         KSR.rtpengine.rtpengine_delete0()
+        instrument.call_ended(code)
         return EXIT   # the far end's answer (busy, not found, ...) goes to the caller
     if index + 1 < len(steps):
         log_info(f"trunk call {pv('$ci')}: {steps[index][1]} failed with {code}, trying {steps[index + 1][1]}")
@@ -81,4 +76,5 @@ def on_failure() -> int:
     log_info(f"trunk call {pv('$ci')}: {steps[index][1]} failed with {code}, no trunk left: {status}")
     KSR.rtpengine.rtpengine_delete0()
     KSR.tm.t_reply(status, reason)
+    instrument.call_ended(status)
     return EXIT

@@ -22,15 +22,16 @@ import time
 
 import KSR  # provided by app_python3
 
+from kemi import hunt, instrument, journal, metrics, ring
 from kemi import queue_strategy as strategy
-from kemi import ring
 from kemi.hunt import Step
-from kemi.ksr import EXIT, log_info, pv
+from kemi.ksr import EXIT, log_info, new_transaction, pv
 
 OFFER_ROUTE = "ksr_queue_offer"
 TIMEOUT_ROUTE = "ksr_queue_timeout"
 FAILURE_ROUTE = "ksr_failure_queue"
 BUSY = "busy"
+REPORT_INTERVAL = 1.0   # seconds between queue-length and agent-state metric updates
 
 
 # ------------------------------------------------------------------ shared state helpers
@@ -76,8 +77,7 @@ def registered(agent: str, domain: str) -> bool:
 
 def enqueue(queue, caller: str, fresh: bool) -> int:
     """Put the caller in line: 182 Queued, suspend, leave an entry for the dispatcher."""
-    if fresh and KSR.tm.t_newtran() < 0:
-        KSR.sl.sl_reply_error()
+    if fresh and not new_transaction():
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
         KSR.rtpengine.rtpengine_manage0()
@@ -85,13 +85,16 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     seq = incr("qwait", f"{queue.number}:tail")
     if KSR.tmx.t_suspend() < 0:
         KSR.tm.t_reply(500, "Server Internal Error - cannot queue the call")
+        instrument.call_ended(500)
         return EXIT
     tindex, tlabel = pv("$T(id_index)"), pv("$T(id_label)")
     KSR.pv.sets("$avp(queue)", queue.number)
+    KSR.pv.sets("$avp(queue_name)", queue.name)
     KSR.pv.sets("$avp(queue_caller)", caller)
     KSR.htable.sht_sets("qtxn", f"{tindex}:{tlabel}", f"{queue.number}:{seq}")
     KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
     KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}", f"W|{tindex}|{tlabel}|{time.time():.3f}|{caller}")
+    journal.queued(pv("$ci"), queue.name)
     log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
     return EXIT
 
@@ -100,8 +103,12 @@ def _entry_key() -> str | None:
     return _get("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
 
 
-def leave(entry_key: str | None) -> None:
-    """The call left the queue (answered, timed out, cancelled)."""
+def leave(entry_key: str | None, outcome: str) -> None:
+    """The call left the queue: answered, timeout or abandoned (the caller hung up)."""
+    entry = _get("qwait", entry_key) if entry_key else None
+    if entry is not None:
+        arrived = float(entry.split("|")[3])
+        metrics.observe_queue_wait(pv("$avp(queue_name)") or "", max(0.0, time.time() - arrived), outcome)
     if entry_key:
         KSR.htable.sht_rm("qwait", entry_key)
     KSR.htable.sht_rm("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
@@ -126,16 +133,22 @@ class Dispatcher:
         self.heads: dict[str, int] = {}          # lowest sequence number still in line
         self.idle_since: dict[str, float] = {}
         self.was_busy: dict[str, bool] = {}
+        self.next_report = 0.0
 
     def run(self, directory, domain: str) -> None:
         now = time.time()
+        report = now >= self.next_report
+        if report:
+            self.next_report = now + REPORT_INTERVAL
         for q in directory.queues.values():
             tail = int(_get("qwait", f"{q.number}:tail") or 0)
             head = self.heads.get(q.number, 1)
-            if head > tail:
+            if head > tail and not report:
                 continue
             states = self._states(q, now)
             available = {a.number for a in q.agents if a.logged_in and registered(a.number, domain)}
+            if report:
+                self._report(q, head, tail, states, available)
             for seq in range(head, tail + 1):
                 key = f"{q.number}:{seq}"
                 entry = _get("qwait", key)
@@ -163,6 +176,22 @@ class Dispatcher:
                 KSR.tmx.t_continue(int(tindex), int(tlabel), OFFER_ROUTE)
             self.heads[q.number] = head
 
+    @staticmethod
+    def _report(q, head: int, tail: int, states, available: set[str]) -> None:
+        """Queue length and agents by state, for the metrics (once a second)."""
+        waiting = sum(1 for seq in range(head, tail + 1) if (_get("qwait", f"{q.number}:{seq}") or "").startswith("W|"))
+        metrics.queue_waiting(q.name, waiting)
+        counts = {"idle": 0, "busy": 0, "logged_out": 0, "unregistered": 0}
+        for agent in q.agents:
+            if not agent.logged_in:
+                counts["logged_out"] += 1
+            elif agent.number not in available:
+                counts["unregistered"] += 1
+            else:
+                counts["busy" if states[agent.number].calls else "idle"] += 1
+        for state, n in counts.items():
+            metrics.set_agents(q.name, state, n)
+
     def _states(self, q, now: float) -> dict[str, strategy.AgentState]:
         states = {}
         for agent in q.agents:
@@ -184,14 +213,16 @@ def offer(directory, domain: str) -> int:
     KSR.htable.sht_rm("qtxn", key)
     q = directory.queues.get(pv("$avp(queue)") or "")
     if KSR.tm.t_is_canceled() > 0 or q is None:
-        leave(_entry_key())
+        leave(_entry_key(), "abandoned")
         KSR.tm.t_reply(487, "Request Terminated")
+        instrument.call_ended(487)
         return EXIT
     steps = ring.load_branches([Step(a, q.ring_timeout) for a in agents if a], domain, parallel=True)
     if not steps:
         return _requeue("offered agents are gone")
     for step in steps:
         mark_busy(step.number)
+        journal.offered(pv("$ci"), step.number)
     KSR.pv.sets("$avp(queue_offer)", ",".join(s.number for s in steps))
     log_info(f"queue {q.name}: offering {pv('$ci')} to {', '.join(s.number for s in steps)}")
     if not ring.next_contacts(first=True):
@@ -201,12 +232,17 @@ def offer(directory, domain: str) -> int:
 
 def on_failure() -> int:
     """The offered agents did not answer: back in line at the same place."""
+    canceled = KSR.tm.t_is_canceled() > 0
+    code = 487 if canceled else int(pv("$T_reply_code") or 0)
     for agent in (pv("$avp(queue_offer)") or "").split(","):
         if agent:
             unmark_busy(agent)
-    if KSR.tm.t_is_canceled() > 0:
-        leave(_entry_key())
+            journal.leg_ended(pv("$ci"), agent, hunt.leg_outcome(code), code)
+    if canceled:
+        leave(_entry_key(), "abandoned")
         KSR.rtpengine.rtpengine_delete0()
+        instrument.call_ended(487)
+        journal.call_ended(pv("$ci"), 487, "caller hung up")
         return EXIT
     return _requeue(f"no answer ({pv('$T_reply_code')})")
 
@@ -216,6 +252,7 @@ def _requeue(why: str) -> int:
     entry = _get("qwait", entry_key) if entry_key else None
     if entry is None or KSR.tmx.t_suspend() < 0:
         KSR.tm.t_reply(500, "Server Internal Error - lost the queue position")
+        instrument.call_ended(500)
         return EXIT
     KSR.htable.sht_sets("qwait", entry_key, "W|" + entry.split("|", 1)[1])
     log_info(f"queue: {pv('$ci')} back in line as #{entry_key.split(':')[-1]}: {why}")
@@ -231,19 +268,23 @@ def on_answer(agent: str | None) -> None:
     for other in offered:
         if other != agent:
             unmark_busy(other)
+            journal.leg_ended(pv("$ci"), other, "answered_elsewhere", 487)
     if agent:
         incr("qstat", f"ans:{q}:{agent}")
         KSR.htable.sht_sets("qstat", f"last:{q}:{pv('$avp(queue_caller)')}", f"{agent}|{time.time():.0f}")
-    leave(_entry_key())
+    leave(_entry_key(), "answered")
 
 
 def on_timeout(directory) -> str | int:
     """t_continue'd by the dispatcher after the maximum wait: the queue's timeout
     destination (returned as a dial string for the handler to route) or its final reply."""
     q = directory.queues.get(pv("$avp(queue)") or "")
-    leave(_entry_key())
-    if KSR.tm.t_is_canceled() > 0:
+    canceled = KSR.tm.t_is_canceled() > 0
+    leave(_entry_key(), "abandoned" if canceled else "timeout")
+    if canceled:
         KSR.tm.t_reply(487, "Request Terminated")
+        instrument.call_ended(487)
+        journal.call_ended(pv("$ci"), 487, "caller hung up while waiting")
         return EXIT
     if q is not None and q.timeout_target:
         log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {q.timeout_target}")
@@ -251,6 +292,8 @@ def on_timeout(directory) -> str | int:
     code = q.timeout_code if q else 480
     KSR.rtpengine.rtpengine_delete0()
     KSR.tm.t_reply(code, "Queue Timeout - no agent became free")
+    instrument.call_ended(code)
+    journal.call_ended(pv("$ci"), code, "queue timeout")
     return EXIT
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import hunt
-from kemi.ksr import EXIT, log_info, pv
+from kemi import hunt, instrument, journal
+from kemi.ksr import EXIT, log_info, new_transaction, pv
 
 LOCATION = "location"
 FAILURE_ROUTE = "ksr_failure_hunt"
@@ -27,17 +27,22 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
     """Start ringing. `fresh`: called from the request route (no transaction yet).
     Returns None when nobody can be rung and the plan has a fallback to route to."""
     steps = load_branches(plan.steps, domain, plan.parallel)
+    call_id = pv("$ci")
+    for skipped in sorted({s.number for s in plan.steps} - {s.number for s in steps}):
+        journal.leg_ended(call_id, skipped, "not_registered")
+    for step in (steps if plan.parallel else steps[:1]):
+        journal.offered(call_id, step.number)
     if not steps:
         if plan.fallback:
             log_info(f"call {caller} -> {plan.dialled}: nobody available, overflow to {plan.fallback}")
             return None
         log_info(f"call {caller} -> {plan.dialled}: no member registered")
         reply(480, "Temporarily Unavailable - not registered", fresh)
+        journal.call_ended(call_id, 480, "not registered")
         return EXIT
     log_info(f"call {caller} -> {plan.dialled} ({plan.kind}): "
              + (" + " if plan.parallel else " > ").join(f"{s.number}/{s.ring_timeout}s" for s in steps))
-    if fresh and KSR.tm.t_newtran() < 0:
-        KSR.sl.sl_reply_error()
+    if fresh and not new_transaction():
         return EXIT
     if plan.parallel:
         KSR.pv.sets("$avp(hunt_steps)", f"*:{steps[0].ring_timeout}")
@@ -54,6 +59,7 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
 
 
 def reply(code: int, reason: str, fresh: bool) -> None:
+    instrument.call_ended(code)
     if fresh:
         KSR.sl.sl_send_reply(code, reason)
     else:
@@ -64,6 +70,7 @@ def next_contacts(first: bool) -> bool:
     # t_next_contacts() returns -2 when there was only one device (nothing was loaded).
     if (first and KSR.tm.t_load_contacts() < 0) or KSR.tm.t_next_contacts() == -1:
         KSR.tm.t_reply(500, "Server Internal Error - cannot load contacts")
+        instrument.call_ended(500)
         return False
     return True
 
@@ -102,6 +109,16 @@ def _hostport(uri: str) -> str:
     return rest if ":" in rest.rsplit("]", 1)[-1] else f"{rest}:5060"
 
 
+def ringing_members() -> list[str]:
+    """The members whose devices are in the step ringing now."""
+    members = []
+    for item in (pv("$avp(branch_members)") or "").split(","):
+        number = item.partition("=")[2]
+        if number and number not in members:
+            members.append(number)
+    return members
+
+
 def member_of_reply() -> str | None:
     """The member whose device sent the reply being processed."""
     source = f"{pv('$si')}:{pv('$sp')}"
@@ -136,32 +153,52 @@ def _set_target(uri: str, received: str, sock: str) -> None:
 
 def relay_step(ring_timeout: int, failure_route: str = FAILURE_ROUTE) -> int:
     ring_ms = ring_timeout * 1000
-    KSR.tm.t_set_fr(ring_ms, min(ring_ms, DEAD_DEVICE_MS))
+    return relay(ring_ms, min(ring_ms, DEAD_DEVICE_MS), failure_route)
+
+
+def relay(ring_ms: int, no_response_ms: int, failure_route: str, branch_route: str | None = None) -> int:
+    """Send the branches of this step: `ring_ms` after a provisional reply, `no_response_ms`
+    without any reply, then the failure route decides what comes next."""
+    KSR.tm.t_set_fr(ring_ms, no_response_ms)
+    if branch_route:
+        KSR.tm.t_on_branch(branch_route)
     KSR.tm.t_on_failure(failure_route)
     KSR.tm.t_on_reply(REPLY_ROUTE)
     if KSR.tm.t_relay() < 0:
         KSR.tm.t_reply(500, "Server Internal Error - could not forward")
+        instrument.call_ended(500)
     return EXIT
 
 
 def on_failure(hunt_on_decline: bool) -> int | str:
     """The step ringing now ended without an answer. Returns EXIT, or the fallback dial
     string when nobody answered and the group overflows somewhere."""
-    if KSR.tm.t_is_canceled() > 0:
-        KSR.rtpengine.rtpengine_delete0()
-        return EXIT
-    code = int(pv("$T_reply_code") or 0)
     steps = [s.split(":") for s in (pv("$avp(hunt_steps)") or "").split(",") if s]
     index = int(pv("$avp(hunt_i)") or 0)
     current = steps[index][0] if index < len(steps) else "?"
+    call_id = pv("$ci")
+    ringing = ringing_members() if current == "*" else [current]
+    if KSR.tm.t_is_canceled() > 0:
+        KSR.rtpengine.rtpengine_delete0()
+        instrument.call_ended(487)
+        for member in ringing:
+            journal.leg_ended(call_id, member, "cancelled", 487)
+        journal.call_ended(call_id, 487, "caller hung up")
+        return EXIT
+    code = int(pv("$T_reply_code") or 0)
+    for member in ringing:
+        journal.leg_ended(call_id, member, hunt.leg_outcome(code), code)
 
     if not hunt.hunt_on_after(code, hunt_on_decline):
         log_info(f"hunt {pv('$ci')}: {current} answered {code}, hunt ends")
         KSR.rtpengine.rtpengine_delete0()
+        instrument.call_ended(code)
+        journal.call_ended(call_id, code)
         return EXIT
 
     if index + 1 < len(steps) and KSR.tm.t_next_contacts() > 0:
         log_info(f"hunt {pv('$ci')}: {current} answered {code}, next {steps[index + 1][0]}")
+        journal.offered(call_id, steps[index + 1][0])
         KSR.pv.seti("$avp(hunt_i)", index + 1)
         return relay_step(int(steps[index + 1][1]))
 
@@ -173,4 +210,6 @@ def on_failure(hunt_on_decline: bool) -> int | str:
     log_info(f"hunt {pv('$ci')}: {current} answered {code}, chain exhausted: {status}")
     KSR.rtpengine.rtpengine_delete0()
     KSR.tm.t_reply(status, reason)
+    instrument.call_ended(status)
+    journal.call_ended(call_id, status, reason)
     return EXIT

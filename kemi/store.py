@@ -14,6 +14,7 @@ from typing import Callable
 
 import psycopg
 
+from kemi import metrics
 from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueAgent, RingAllGroup,
                             ServiceNumber, Subscriber, Trunk, TrunkRoute)
 
@@ -59,7 +60,12 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         cur.execute("SELECT id, name, number, strategy, ring_timeout, max_wait, timeout_target, timeout_code, "
                     "sticky_window, max_calls FROM queue")
         queues = {r[2]: Queue(*r, agents=tuple(agents.get(r[0], ()))) for r in cur}
-    return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues)
+        cur.execute("SELECT number, group_kind, group_name FROM supervisor")
+        supervising: dict[str, set[tuple[str, str]]] = {}
+        for number, kind, name in cur:
+            supervising.setdefault(number, set()).add((kind, name))
+        supervisors = {n: frozenset(scopes) for n, scopes in supervising.items()}
+    return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors)
 
 
 class DirectoryCache:
@@ -77,10 +83,13 @@ class DirectoryCache:
 
     def get(self) -> Directory | None:
         """The current snapshot, or None if the database was never reachable."""
-        if self.conn is None:
-            self._connect()
-        elif self._changed():
+        if self.conn is not None and self._changed():
             self._reload()
+        if self.conn is None:
+            # Also right after a lost connection is noticed: the database may be back
+            # already (a restart), and changes made meanwhile were never notified.
+            self._connect()
+        metrics.directory_lookup(self.snapshot is not None)
         return self.snapshot
 
     def _connect(self) -> None:
@@ -93,6 +102,7 @@ class DirectoryCache:
             conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as err:
             self.log(f"database unreachable, {'serving cached routes' if self.snapshot else 'no routes yet'}: {err}")
+            metrics.database_error("connect")
             return
         self.conn = conn
         # Notifications sent while we were away are lost: always load afresh.
@@ -118,6 +128,7 @@ class DirectoryCache:
             return False
 
     def _reload(self) -> None:
+        started = time.monotonic()
         try:
             self.snapshot = load_directory(self.conn)
         except psycopg.Error as err:
@@ -125,12 +136,14 @@ class DirectoryCache:
             return
         self.loaded_at = time.time()
         self.reloads += 1
+        metrics.directory_loaded(time.monotonic() - started, self.snapshot)
 
     def _drop(self, err: Exception) -> None:
         self.log(f"database connection lost, serving cached routes: {err}")
+        metrics.database_error("lost")
         try:
             self.conn.close()
         except Exception:
             pass
         self.conn = None
-        self._next_attempt = time.monotonic() + self.retry_interval
+        self._next_attempt = 0.0   # try once at once; _connect() spaces out further attempts

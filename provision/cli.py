@@ -10,7 +10,8 @@ import sys
 import psycopg
 
 from kemi.config import Settings
-from provision import store, trunks
+from provision import groups, store, trunks
+from provision import journal
 from provision.store import ProvisioningError
 
 
@@ -61,6 +62,9 @@ def cmd_hunt(args, conn, settings) -> None:
     elif args.action == "show":
         chain = store.show_chain(conn, args.number, settings.ring_timeout)
         print(table([(i + 1, n, f"{t}s", s) for i, (n, t, s) in enumerate(chain)], ("step", "number", "rings", "state")))
+    elif args.action == "overflow":
+        groups.set_hunt_overflow(conn, args.group, None if args.target == "none" else args.target)
+        print(f"hunt group {args.group!r} overflows to {args.target}")
     elif args.action == "ring-timeout":
         store.set_ring_timeout(conn, args.target, None if args.seconds == "default" else int(args.seconds))
         print(f"ring timeout of {args.target} set to {args.seconds}")
@@ -121,6 +125,65 @@ def cmd_callerid(args, conn, settings) -> None:
         print(f"caller-ID policy of {args.subscriber} changed")
 
 
+def cmd_journal(args, conn, settings) -> None:
+    if args.call:
+        call, legs = journal.call_legs(conn, args.call)
+        print("\n".join(journal.call_summary(call)))
+        print(table(journal.leg_rows(legs, call), journal.LEG_HEADER))
+    elif args.number:
+        rows = journal.member_journal(conn, args.number, args.limit)
+        print(table(rows, journal.MEMBER_HEADER) if rows else f"no journal records for {args.number}")
+    else:
+        raise ProvisioningError("give a NUMBER or --call CALL_ID")
+
+
+def cmd_ringall(args, conn, settings) -> None:
+    if args.action in ("add", "change"):
+        groups.save_ringall(conn, args.name, args.number, args.action == "add", args.display_format,
+                            args.ring_timeout, args.timeout_target)
+        print(f"{'added' if args.action == 'add' else 'changed'} ring-all group {args.name!r}")
+    elif args.action == "members":
+        groups.set_ringall_members(conn, args.name, args.numbers)
+        print(f"ring-all group {args.name!r}: {' '.join(args.numbers) or 'no members'}")
+    elif args.action == "remove":
+        groups.remove(conn, "ringall_group", args.name)
+        print(f"removed ring-all group {args.name!r}")
+    elif args.action == "list":
+        print(table(groups.list_ringall(conn), ("group", "number", "display", "ring timeout", "overflow", "members")))
+
+
+def cmd_queue(args, conn, settings) -> None:
+    if args.action in ("add", "change"):
+        groups.save_queue(conn, args.name, args.number, args.action == "add", strategy=args.strategy,
+                          ring_timeout=args.ring_timeout, max_wait=args.max_wait, timeout_target=args.timeout_target,
+                          timeout_code=args.timeout_code, sticky_window=args.sticky_window, max_calls=args.max_calls)
+        print(f"{'added' if args.action == 'add' else 'changed'} queue {args.name!r}")
+    elif args.action == "agents":
+        groups.set_queue_agents(conn, args.name, args.agents)
+        print(f"queue {args.name!r}: {' '.join(args.agents) or 'no agents'}")
+    elif args.action == "remove":
+        groups.remove(conn, "queue", args.name)
+        print(f"removed queue {args.name!r}")
+    elif args.action == "list":
+        print(table(groups.list_queues(conn), ("queue", "number", "strategy", "max wait", "timeout", "sticky", "agents")))
+
+
+def cmd_supervisor(args, conn, settings) -> None:
+    if args.action == "add":
+        groups.add_supervisor(conn, args.number, args.kind, args.name)
+        print(f"{args.number} supervises {args.kind} {args.name!r} (may listen in with 4#)")
+    elif args.action == "remove":
+        groups.remove_supervisor(conn, args.number, args.kind, args.name)
+        print(f"{args.number} no longer supervises {args.kind} {args.name!r}")
+    elif args.action == "list":
+        print(table(groups.list_supervisors(conn), ("supervisor", "kind", "group or queue")))
+
+
+def cmd_agent(args, conn, settings) -> None:
+    count = groups.set_logged_in(conn, args.number, args.action == "login", args.where)
+    print(f"{args.number} logged {'in to' if args.action == 'login' else 'out of'} {count} group(s)/queue(s)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kemictl", description="Provision the kemi routing proxy.")
     top = p.add_subparsers(dest="area", required=True)
@@ -152,6 +215,9 @@ def parser() -> argparse.ArgumentParser:
     ha.add_parser("remove").add_argument("group")
     ha.add_parser("list")
     ha.add_parser("show", help="the chain a service (or member) number rings").add_argument("number")
+    ov = ha.add_parser("overflow", help="where a call goes when nobody in the group answered")
+    ov.add_argument("group")
+    ov.add_argument("target", help="a SIP, service, group or queue number; 'none' to end with 486/480")
     rt = ha.add_parser("ring-timeout", help="set a group's or a member's ring timeout")
     rt.add_argument("target", help="group name or member SIP number")
     rt.add_argument("seconds", help="1-600, or 'default'")
@@ -192,6 +258,56 @@ def parser() -> argparse.ArgumentParser:
     da.add_parser("remove").add_argument("number")
     da.add_parser("list")
 
+    rg = top.add_parser("ringall", help="ring-all groups (seed 004): every registered member rings at once")
+    rga = rg.add_subparsers(dest="action", required=True)
+    for action in ("add", "change"):
+        r = rga.add_parser(action)
+        r.add_argument("name")
+        r.add_argument("number", nargs="?" if action == "change" else None, help="the group's number")
+        r.add_argument("--display-format", help="what members see, e.g. '{group}: {caller}'")
+        r.add_argument("--ring-timeout", type=int, help="seconds the members ring")
+        r.add_argument("--timeout-target", help="where the call goes when nobody answers ('' to clear)")
+    r = rga.add_parser("members", help="replace the members (SIP numbers)")
+    r.add_argument("name")
+    r.add_argument("numbers", nargs="*")
+    rga.add_parser("remove").add_argument("name")
+    rga.add_parser("list")
+
+    qu = top.add_parser("queue", help="call-centre queues (seed 001)")
+    qua = qu.add_subparsers(dest="action", required=True)
+    for action in ("add", "change"):
+        q = qua.add_parser(action)
+        q.add_argument("name")
+        q.add_argument("number", nargs="?" if action == "change" else None, help="the queue's number")
+        q.add_argument("--strategy", help="ringall, fewest_calls, longest_idle, round_robin, linear or random")
+        q.add_argument("--ring-timeout", type=int, help="seconds an offer rings before the caller waits again")
+        q.add_argument("--max-wait", type=int, help="seconds a caller waits before the timeout destination")
+        q.add_argument("--timeout-target", help="number the caller goes to after max wait ('' to clear)")
+        q.add_argument("--timeout-code", type=int, help="final reply after max wait when there is no target")
+        q.add_argument("--sticky-window", help="seconds to prefer the agent who last answered the caller ('' off)")
+        q.add_argument("--max-calls", type=int, help="calls per agent at once (default 1)")
+    q = qua.add_parser("agents", help="replace the agents: NUMBER or NUMBER:TIER (1 rings first), in order")
+    q.add_argument("name")
+    q.add_argument("agents", nargs="*")
+    qua.add_parser("remove").add_argument("name")
+    qua.add_parser("list")
+
+    su = top.add_parser("supervisor", help="who may listen in (4# + number) on whose calls")
+    sua = su.add_subparsers(dest="action", required=True)
+    for action in ("add", "remove"):
+        x = sua.add_parser(action)
+        x.add_argument("number")
+        x.add_argument("kind", choices=("hunt", "ringall", "queue"))
+        x.add_argument("name", help="the group's or queue's name")
+    sua.add_parser("list")
+
+    ag = top.add_parser("agent", help="log an agent or member in or out (do not disturb)")
+    aga = ag.add_subparsers(dest="action", required=True)
+    for action in ("login", "logout"):
+        a = aga.add_parser(action)
+        a.add_argument("number")
+        a.add_argument("where", nargs="?", help="a ring-all group or queue name (default: all)")
+
     ci = top.add_parser("callerid", help="caller-ID list (c1, c2, ...) and policy of a subscriber")
     ca = ci.add_subparsers(dest="action", required=True)
     c = ca.add_parser("set", help="replace the ordered caller-ID list")
@@ -203,6 +319,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--default-caller-id")
     c.add_argument("--hide", metavar="yes|no", help="never send caller ID on public calls (anonymous)")
     c.add_argument("--send-pai", metavar="yes|no", help="add PAI/PPI on calls to trusted trunks")
+    jo = top.add_parser("journal", help="call journal: a member's recent calls, or one call's legs")
+    jo.add_argument("number", nargs="?", help="SIP number (member, agent or caller)")
+    jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
+    jo.add_argument("--call", metavar="CALL_ID", help="every leg of one call")
     return p
 
 
@@ -212,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
             commands = {"subscriber": cmd_subscriber, "hunt": cmd_hunt, "trunk": cmd_trunk, "route": cmd_route,
-                        "did": cmd_did, "callerid": cmd_callerid}
+                        "did": cmd_did, "callerid": cmd_callerid,
+                        "ringall": cmd_ringall, "queue": cmd_queue, "agent": cmd_agent,
+                        "supervisor": cmd_supervisor, "journal": cmd_journal}
             commands[args.area](args, conn, settings)
     except ProvisioningError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(kamailio kamailio-python3-modules kamailio-postgres-modules kamailio-utils-modules
-      kamailio-extra-modules rtpengine-daemon sip-tester postgresql python3-venv)
+      kamailio-extra-modules rtpengine-daemon sip-tester postgresql python3-venv
+      prometheus)   # prometheus + promtool: monitoring/ checks and its end-to-end test
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -15,7 +16,7 @@ if ((${#missing[@]})); then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   # The packages may ship services of their own; this project runs private instances.
-  for svc in kamailio rtpengine-daemon postgresql; do
+  for svc in kamailio rtpengine-daemon postgresql prometheus; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || true
   done
 fi

@@ -165,7 +165,8 @@ class RtpEngine(Process):
         return [RTPENGINE, "--config-file=none", "--table=-1", "--foreground", "--log-stderr",
                 "--log-level=5", f"--interface={s.sip_address}", f"--listen-ng={s.rtpengine_ng}",
                 f"--port-min={s.rtp_port_min}", f"--port-max={s.rtp_port_max}", "--delete-delay=0",
-                f"--pidfile={Path(s.var_dir) / 'rtpengine.pid'}"]
+                f"--pidfile={Path(s.var_dir) / 'rtpengine.pid'}"] + (
+                [f"--listen-http={s.rtpengine_http}"] if s.rtpengine_http else [])  # its Prometheus /metrics
 
     def ready(self) -> bool:
         try:
@@ -199,6 +200,8 @@ class Kamailio(Process):
         site = ROOT / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
         env["PYTHONPATH"] = f"{ROOT}:{site}"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        from tools.exporter import fresh_metrics_dir  # here: tools.exporter imports this module
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(self.settings))  # kemi/metrics.py
         return env
 
     def ready(self) -> bool:
@@ -208,6 +211,32 @@ class Kamailio(Process):
         out = subprocess.run(["kamcmd", "-s", f"unix:{self.ctl_socket}", *args],
                              capture_output=True, text=True, timeout=10)
         return out.stdout + out.stderr
+
+
+class JournalShipper(Process):
+    """tools/journal_shipper.py: call-journal files into PostgreSQL. Started before Kamailio
+    and stopped after it, so it ships every record written up to a clean stop."""
+
+    name = "journal_shipper"
+
+    @property
+    def pidfile(self) -> Path:
+        return Path(self.settings.var_dir) / "run" / "journal-shipper.pid"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tools.journal_shipper"]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.to_env()}
+
+    def ready(self) -> bool:  # connected, and holding its directory
+        try:
+            return self.pidfile.read_text() == str(self.proc.pid)
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 30) -> None:  # it drains for up to 20 s
+        super().stop(timeout)
 
 
 def sip_options(host: str, port: int, timeout: float = 0.3) -> int | None:
@@ -238,6 +267,9 @@ class Stack:
         self.postgres = None if settings.dsn else Postgres(settings, durable)
         self.rtpengine = RtpEngine(settings)
         self.kamailio = Kamailio(settings)
+        from tools.exporter import Exporter  # here: tools.exporter imports this module
+        self.exporter = Exporter(settings)
+        self.shipper = JournalShipper(settings)
 
     def start_database(self) -> None:
         if self.postgres:
@@ -246,11 +278,15 @@ class Stack:
 
     def start(self, inherit_kamailio_output: bool = False) -> None:
         self.start_database()
+        self.shipper.start()
         self.rtpengine.start()
         self.kamailio.start(inherit_output=inherit_kamailio_output)
+        self.exporter.start()
 
     def stop(self) -> None:
+        self.exporter.stop()
         self.kamailio.stop()
+        self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
         self.rtpengine.stop()
         if self.postgres:
             self.postgres.stop()
@@ -266,8 +302,12 @@ def run() -> int:
     try:
         stack.start_database()
         demo.load_if_empty(settings)
+        stack.shipper.start()
+        print(f"journal: shipping {settings.var_dir}/journal to the database, log {stack.shipper.log}")
         stack.rtpengine.start()
         print(f"rtpengine: NG on {settings.rtpengine_ng}, log {stack.rtpengine.log}")
+        stack.exporter.start()
+        print(f"metrics: {stack.exporter.url} (rtpengine's: http://{settings.rtpengine_http}/metrics)")
         print(f"kamailio: SIP on udp+tcp {settings.sip_address}:{settings.sip_port} "
               f"(realm {settings.realm!r}); Ctrl-C stops everything")
         stack.kamailio.start(inherit_output=True)
@@ -291,4 +331,4 @@ if __name__ == "__main__":
     if cmd == "stop":
         Postgres(Settings.from_env()).stop()
         sys.exit(0)
-    sys.exit(f"usage: python -m tools.stack [run|stop]")
+    sys.exit("usage: python -m tools.stack [run|stop]")

@@ -65,6 +65,7 @@ def proxy():
     rtp_base = 40000 + (os.getpid() % 50) * 200
     settings = Settings(sip_port=sipp.free_port(), pg_port=sipp.free_port(),
                         rtpengine_ng=f"127.0.0.1:{sipp.free_port()}",
+                        rtpengine_http=f"127.0.0.1:{sipp.free_port()}", metrics_port=sipp.free_port(),
                         rtp_port_min=rtp_base, rtp_port_max=rtp_base + 199,
                         ring_timeout=15, children=4, var_dir=str(base))
     stack = Stack(settings, durable=False)

@@ -9,20 +9,9 @@ from collections import Counter
 
 import pytest
 
+from tests.e2e.helpers import explain, from_user, header, wait_until
+
 _ids = itertools.count(1)
-
-
-def explain(*parts) -> str:
-    return "\n".join(p.explain() if hasattr(p, "explain") else str(p) for p in parts)
-
-
-def header(message: str, name: str) -> str | None:
-    match = re.search(rf"^{re.escape(name)}:\s*(.*)$", message, re.M | re.I)
-    return match.group(1).strip() if match else None
-
-
-def from_user(message: str) -> str:
-    return re.search(r"<sip:([^@>]+)@", header(message, "From")).group(1)
 
 
 def ringall(proxy, members, **options) -> str:
@@ -106,8 +95,6 @@ def test_queue_strategies(proxy, strategy, expected):
     call = proxy.call(caller, cpw, number, calls=3, timeout=40)
 
     assert call.proc.returncode == 0, explain(call, proxy.logs())
-    order = sorted((p.uas.received("INVITE")[i], label) for label, p in phones.items()
-                   for i in range(len(p.invites())))
     got = [label for label, phone in phones.items() for _ in phone.invites()]
     assert Counter(got) == Counter(expected), (got, expected)
     if strategy in ("linear", "round_robin"):
@@ -148,7 +135,7 @@ def test_busy_and_logged_out_agents_are_not_rung_and_tiers(proxy):
     # a is busy talking to someone else: the queue call must go to c (tier 2), not a or b
     talk = threading.Thread(target=proxy.call, args=(a, pa, other), kwargs={"hold_ms": 4000})
     talk.start()
-    _wait_until(lambda: other_phone.uas.received("ACK"))
+    wait_until(lambda: other_phone.uas.received("ACK"))
     caller, cpw = proxy.subscriber()
     call = proxy.call(caller, cpw, number)
     talk.join()
@@ -157,15 +144,6 @@ def test_busy_and_logged_out_agents_are_not_rung_and_tiers(proxy):
     assert a_phone.invites() == [], "a busy agent must not be rung"
     assert b_phone.invites() == [], "a logged-out agent must not be rung"
     assert len(c_phone.invites()) == 1
-
-
-def _wait_until(check, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_three_callers_wait_for_one_agent_in_arrival_order(proxy):
@@ -258,3 +236,36 @@ def test_caller_hanging_up_while_waiting_leaves_the_queue(proxy):
     call = proxy.call(second, spw, number)
     assert call.proc.returncode == 0, explain(call, proxy.logs())
     assert [from_user(i) for i in agent_phone.invites()] == [second], "the cancelled caller must not be offered"
+
+
+# ------------------------------------------------------------------ the journal of real calls
+
+def test_journal_shows_ringall_answered_elsewhere_and_queue_waits(proxy):
+    (a, pa), (b, pb), (c, _pc) = [proxy.subscriber() for _ in range(3)]
+    name, number = ringall(proxy, [a, b, c])
+    proxy.phone(a, pa, "answer", ring_ms=800)
+    proxy.phone(b, pb, "noanswer")
+    caller, cpw = proxy.subscriber()
+    assert proxy.call(caller, cpw, number).proc.returncode == 0
+
+    def journal_of(member):
+        return proxy.kemictl("journal", member).stdout
+
+    wait_until(lambda: "answered elsewhere by " + a in journal_of(b), timeout=15)
+    assert f"ring-all {name}" in journal_of(b)
+    wait_until(lambda: "not registered" in journal_of(c), timeout=15)
+    row = next(line for line in journal_of(a).splitlines() if caller in line)
+    assert "answered" in row
+
+    agent, apw = proxy.subscriber()
+    qname, qnumber = queue(proxy, [agent])
+    caller2, cpw2 = proxy.subscriber()
+    waiting = threading.Thread(target=proxy.call, args=(caller2, cpw2, qnumber), kwargs={"timeout": 20})
+    waiting.start()
+    time.sleep(1.5)                     # the caller waits in line for the agent to register
+    proxy.phone(agent, apw, "answer")
+    waiting.join()
+    wait_until(lambda: f"queue {qname}" in journal_of(agent), timeout=15)
+    row = next(line for line in journal_of(agent).splitlines() if caller2 in line)
+    ring_seconds, wait_seconds = (float(v) for v in re.findall(r"(\d+(?:\.\d+)?)s\b", row)[:2])
+    assert "answered" in row and wait_seconds >= 1.0, row

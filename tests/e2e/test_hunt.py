@@ -5,6 +5,8 @@ import itertools
 
 import pytest
 
+from tests.e2e.helpers import explain
+
 _groups = itertools.count(1)
 RING = 2  # seconds each member rings in these tests
 
@@ -23,10 +25,6 @@ def make_group(proxy, size: int, services: dict[int, int] | None = None, ring_ti
         lines.append(f"{number}\t{nxt}\t{service}\t{start}")
     proxy.kemictl("hunt", "import", group, "-", "--ring-timeout", str(ring_timeout), stdin="\n".join(lines) + "\n")
     return members, [service_numbers[r] for r in sorted(services)]
-
-
-def explain(*parts) -> str:
-    return "\n".join(p.explain() if hasattr(p, "explain") else str(p) for p in parts)
 
 
 def test_example1_busy_then_no_answer_then_answer(proxy):

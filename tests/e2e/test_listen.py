@@ -5,24 +5,11 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
-import time
 
 from tests.e2e import sipp
+from tests.e2e.helpers import explain, wait_until
 
 _ids = itertools.count(1)
-
-
-def explain(*parts) -> str:
-    return "\n".join(p.explain() if hasattr(p, "explain") else str(p) for p in parts)
-
-
-def wait_until(check, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 class RtpCounter:

@@ -4,10 +4,7 @@ from __future__ import annotations
 import psycopg
 
 from tests.e2e.sipp import Phone
-
-
-def explain(*parts) -> str:
-    return "\n".join(p.explain() if hasattr(p, "explain") else str(p) for p in parts)
+from tests.e2e.helpers import explain
 
 
 def test_direct_call_between_registered_phones(proxy):
@@ -42,7 +39,9 @@ def test_disabled_number_cannot_be_called_or_register(proxy):
     b, pb = proxy.subscriber()
     proxy.kemictl("subscriber", "disable", b)
     assert proxy.call(a, pa, b, expect=480).proc.returncode == 0
-    reg = Phone(proxy.address, b, pb, proxy.workdir).register(expect=401)
+    phone = Phone(proxy.address, b, pb, proxy.workdir)
+    proxy.phones.append(phone)          # stopped after the test like every phone
+    reg = phone.register(expect=401)
     assert reg.proc.returncode == 0, explain(reg)
 
 

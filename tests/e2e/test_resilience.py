@@ -4,11 +4,8 @@ from __future__ import annotations
 import socket
 import uuid
 
+from tests.e2e.helpers import explain
 from tools.stack import sip_options
-
-
-def explain(*parts) -> str:
-    return "\n".join(p.explain() if hasattr(p, "explain") else str(p) for p in parts)
 
 
 def send_udp(proxy, payload: bytes, timeout: float = 1.0) -> bytes | None:

@@ -11,22 +11,10 @@ from collections import Counter
 import pytest
 
 from tests.e2e.sipp import Phone
+from tests.e2e.helpers import explain, from_user, header
 
 _names = itertools.count(1)
 _ips = itertools.count(10)
-
-
-def explain(*parts) -> str:
-    return "\n".join(p.explain() if hasattr(p, "explain") else str(p) for p in parts)
-
-
-def header(message: str, name: str) -> str | None:
-    match = re.search(rf"^{re.escape(name)}:\s*(.*)$", message, re.M | re.I)
-    return match.group(1).strip() if match else None
-
-
-def from_user(message: str) -> str:
-    return re.search(r"<sip:([^@>]+)@", header(message, "From")).group(1)
 
 
 def carrier(proxy, behaviour="answer", trusted=False, send_pai=False, calls=1, code=503,
