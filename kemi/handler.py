@@ -1,8 +1,9 @@
 """The KSR entry points: Kamailio calls the ksr_* methods of this object.
 
 It reads facts from the message, asks the pure core (kemi.routing and friends) what to do
-and hands the plan to the adapter that applies it (kemi.ring for phones and hunt groups,
-kemi.outbound for trunks). Every route catches every exception at the boundary: the caller
+and hands the plan to the adapter that applies it: kemi.ring (phones, hunt and ring-all
+groups), kemi.queueing (queues and their dispatcher), kemi.outbound (trunks), kemi.listen
+(supervisor listen-in). kemi.instrument and kemi.journal record what happened. Every route catches every exception at the boundary: the caller
 gets a 500 and the log the traceback, never a hung transaction (app_python3 itself would
 only log and return -1).
 """
@@ -12,8 +13,7 @@ import traceback
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, journal, listen, outbound, queueing, ring, routing, trunks
-from kemi import instrument
+from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)

@@ -127,6 +127,8 @@ class Phone:
         self.port = free_port()
         if behaviour == "answer":
             scenario = render("phone_answer.xml", workdir, ring_ms=ring_ms, rtp=rtp_line(rtp))
+        elif behaviour == "hold":      # answers, then accepts the caller's hold re-INVITE
+            scenario = render("phone_hold.xml", workdir, ring_ms=ring_ms, rtp=rtp_line(rtp))
         elif behaviour == "reject":
             scenario = render("phone_reject.xml", workdir, code=code, phrase=phrase)
         elif behaviour == "noanswer":
@@ -157,13 +159,13 @@ class Phone:
 def call(proxy, number: str, password: str | None, dial: str, workdir: Path, expect: int = 200,
          hold_ms: int = 200, cancel_after_ms: int | None = None, from_user: str | None = None,
          transport: str = "u1", timeout: float = 60, headers: str = "", ip: str = "127.0.0.1",
-         calls: int = 1, rtp: bool = False) -> Sipp:
+         calls: int = 1, rtp: bool = False, hold: bool = False) -> Sipp:
     """Place calls one after another and wait for them to end; the returned Sipp has exit
     code and trace. password=None: a trunk calling (no credentials, from `ip`)."""
     if cancel_after_ms is not None:
         ending = "cancel"
     elif expect == 200:
-        ending = "answered"
+        ending = "hold" if hold else "answered"
     else:
         ending = "rejected"
     extra = "".join(f"\n      {h}" for h in headers.splitlines() if h.strip())
