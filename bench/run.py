@@ -1,13 +1,17 @@
 """`make bench`: SIPp load through real running stacks; prints a markdown table, asserts nothing.
 
-Three setups, measured in the same run:
+Five setups, measured in the same run:
   1. the KEMI proxy (tools.stack.Stack: PostgreSQL, rtpengine, Kamailio + Python), direct call
   2. the same stack, a service number whose hunt meets two busy members before one answers
-  3. bench/native-relay.cfg: a native Kamailio script, stateful relay + in-memory registrar only
+  3. the same stack, a ring-all group of 5 members: one answers, four ring and are cancelled
+  4. the same stack, a queue of 20 agents (one call each) that answer at once
+  5. bench/native-relay.cfg: a native Kamailio script, stateful relay + in-memory registrar only
 
 For each, a step search over call rates; the highest sustained rate (see `sustained`) is
-reported with its call-setup latency. Progress goes to stderr, the table to stdout. Usage:
-  python -m bench.run [--quick] [--keep]
+reported with its call-setup latency. Then, on the KEMI stack, how many callers can wait in
+one queue at once (nobody answers; steps of N callers that all wait, then CANCEL), with
+Kamailio's memory. Progress goes to stderr, the table and the waiting lines to stdout. Usage:
+  python -m bench.run [--quick] [--keep] [--rows direct,hunt,ringall,queue,waiting,native]
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +35,7 @@ import psycopg
 from bench import sipp_load
 from bench.sipp_load import Step, Uas
 from kemi.config import ROOT, Settings
-from provision import store
+from provision import groups, store
 from tools.stack import KAMAILIO, Process, Stack, StackError, sip_options
 
 MAX_FAILURE = 0.001   # fewer than 0.1 % of a step's calls may fail
@@ -40,6 +45,13 @@ PASSWORD = "bench-password-1"
 CALLER, CALLEE = "7100001", "7100002"
 MEMBERS = ["7100011", "7100012", "7100013"]
 SERVICE = "7109000"
+RINGALL = "7109100"                                        # ring-all group: member 1 answers,
+RINGALL_MEMBERS = [f"{7100021 + i}" for i in range(5)]     # members 2-5 ring and get CANCEL
+QUEUE = "7109200"                                          # 20 agents that answer at once
+AGENTS = [f"{7100031 + i}" for i in range(20)]
+WAIT_QUEUE = "7109300"                                     # agents logged out, never registered
+WAIT_AGENTS = ["7100061", "7100062"]
+ROWS = ("direct", "hunt", "ringall", "queue", "waiting", "native")
 TICK_MS = time.clock_getres(getattr(time, "CLOCK_MONOTONIC_COARSE", 6)) * 1000  # SIPp's clock
 
 _cleanups: list = []
@@ -86,8 +98,8 @@ def shm(proc: Process) -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"(\w+):\s+(\d+)", out)}
 
 
-def memory(proc: Process) -> str:
-    """PSS (and RSS) summed over Kamailio's processes, i.e. its process group, and shm in use."""
+def pss_rss(proc: Process) -> tuple[int, int, int]:
+    """PSS and RSS (kB) summed over Kamailio's processes (its process group), and their number."""
     rss = pss = count = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -100,6 +112,12 @@ def memory(proc: Process) -> str:
             count += 1
         except (OSError, AttributeError, IndexError, ValueError):
             continue
+    return pss, rss, count
+
+
+def memory(proc: Process) -> str:
+    """PSS (and RSS) summed over Kamailio's processes, i.e. its process group, and shm in use."""
+    pss, rss, count = pss_rss(proc)
     m = shm(proc)
     shm_text = (f"{m['real_used'] / 2**20:.0f} MB (peak {m['max_used'] / 2**20:.0f} MB)"
                 if "real_used" in m and "max_used" in m else "?")
@@ -193,21 +211,165 @@ def search(result: Result, proxy, proc: Process, scenario: Path, dial: str, rate
     result.all_passed = failed_at is None
 
 
+# ---------------------------------------------------------------- callers waiting in a queue
+
+@dataclass
+class WaitStep:
+    """N callers placed into a queue where nobody answers, all waiting at once, then CANCEL."""
+    n: int
+    rate: int
+    shm_before: int = 0         # bytes of shm in use before the step
+    shm_at: int = 0             # ... with all N waiting
+    pss_kb: int = 0             # Kamailio's PSS with all N waiting
+    procs: int = 0
+    queued: int = 0             # 182 Queued received by SIPp when measured
+    waiting: int | None = None  # the proxy's count (kemi_queue_waiting_calls) when measured
+    ok: int = 0                 # calls SIPp completed as scripted (182, wait, CANCEL, 487)
+    failed_calls: int = 0
+    ended_487: int = 0          # 487s received for the INVITEs
+    left: int | None = None     # the proxy's count after the CANCELs
+    proxy_errors: int = 0
+    p99_ms: float | None = None  # first INVITE -> 182 Queued
+    measured_s: float = 0       # from the start of the step to the measurement
+
+    @property
+    def passed(self) -> bool:
+        return (self.queued == self.n and self.waiting == self.n and self.ok == self.n and self.failed_calls == 0
+                and self.ended_487 == self.n and self.proxy_errors == 0 and self.left == 0)
+
+    @property
+    def per_caller_kb(self) -> float:
+        return (self.shm_at - self.shm_before) / self.n / 1024
+
+    def line(self) -> str:
+        return (f"{self.n:5d} callers at {self.rate}/s: {self.queued} got 182 and the proxy counted {self.waiting} "
+                f"waiting after {self.measured_s:.1f} s; shm {self.shm_before / 2**20:.1f} -> {self.shm_at / 2**20:.1f} MB "
+                f"({self.per_caller_kb:.1f} kB each), PSS {self.pss_kb / 1024:.0f} MB; after CANCEL {self.ended_487} got 487, "
+                f"{self.ok} completed, {self.failed_calls} failed, {self.proxy_errors} with proxy errors, "
+                f"{self.left} still counted waiting; INVITE -> 182 p99 {ms(self.p99_ms)} ms")
+
+
+@dataclass
+class Waiting:
+    steps: list[WaitStep] = field(default_factory=list)
+    stopped: str = ""           # why the steps ended before the list did (budget), if so
+    shm_total: int = 0
+
+    @property
+    def best(self) -> WaitStep | None:
+        passed = [s for s in self.steps if s.passed]
+        return passed[-1] if passed else None
+
+
+def waiting_metric(url: str, queue: str) -> int | None:
+    """kemi_queue_waiting_calls for `queue` from the stack's exporter (the dispatcher
+    updates it once a second), or None."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode(errors="replace")
+    except OSError:
+        return None
+    m = re.search(r'^kemi_queue_waiting_calls\{[^}]*queue="' + re.escape(queue) + r'"[^}]*\}\s+(\S+)', text, re.M)
+    return int(float(m.group(1))) if m else None
+
+
+def waiting_run(stack: Stack, proxy, workdir: Path, plan: "Plan") -> Waiting:
+    """Steps of N callers into WAIT_QUEUE (its agents logged out, never registered; max wait
+    600 s), each step placed at a steady rate: once all N are placed, check that SIPp got N
+    182s and the proxy counts N waiting, read Kamailio's memory, then let every caller CANCEL
+    and check that all N got 487. Stops at the first failed step, or when the next step would
+    not fit in Kamailio's shm or the time budget."""
+    proc = stack.kamailio
+    url = stack.exporter.url
+    watch = LogWatch(proc.log)
+    result = Waiting(shm_total=shm(proc).get("total", 0))
+    baseline = shm(proc).get("real_used", 0)
+    deadline = time.monotonic() + plan.waiting_budget_s
+    per_caller = 0.0
+    for n in plan.waiting:
+        rate = plan.waiting_rate
+        need = 2 * n / rate + plan.waiting_window_s + 6
+        if time.monotonic() + need > deadline:
+            result.stopped = f"the {n} step (about {need:.0f} s) did not fit in the time budget"
+            break
+        settle(proc, baseline)
+        before = shm(proc).get("real_used", 0)
+        if per_caller and before + 1.5 * per_caller * n > 0.8 * result.shm_total:
+            result.stopped = (f"{n} callers would need about {per_caller * n / 2**20:.0f} MB of Kamailio's "
+                              f"{result.shm_total / 2**20:.0f} MB shm")
+            break
+        watch.new_errors()
+        s = WaitStep(n, rate, shm_before=before)
+        wait_ms = int((n / rate + plan.waiting_window_s) * 1000)  # every caller waits past the measurement
+        waiters = sipp_load.Waiters(proxy, CALLER, PASSWORD, WAIT_QUEUE, rate, n, wait_ms, workdir, "waiting")
+        time.sleep(max(0.0, waiters.started + n / rate - time.monotonic()))
+        until = waiters.started + n / rate + plan.waiting_window_s - 1.0  # the first CANCEL is later
+        while True:
+            s.queued, s.waiting = waiters.received("182"), waiting_metric(url, "bench-wait")
+            if (s.queued >= n and s.waiting == n) or time.monotonic() >= until:
+                break
+            time.sleep(0.25)
+        s.measured_s = time.monotonic() - waiters.started
+        s.shm_at = shm(proc).get("real_used", 0)
+        s.pss_kb, _, s.procs = pss_rss(proc)
+        end = waiters.finish()
+        s.ok, s.failed_calls, s.ended_487, s.p99_ms = end["ok"], end["failed"], end["ended_487"], end["p99_ms"]
+        time.sleep(2)  # the dispatcher's count is refreshed once a second
+        s.left = waiting_metric(url, "bench-wait")
+        s.proxy_errors = watch.new_errors()
+        result.steps.append(s)
+        log(f"  waiting: {s.line()} -> {'ok' if s.passed else 'FAILED'}")
+        if not s.passed:
+            break
+        per_caller = (s.shm_at - s.shm_before) / n
+    return result
+
+
 # ---------------------------------------------------------------- the setups
+
+@dataclass
+class Plan:
+    rates: list[int]            # rate steps of the call rows
+    queue_rates: list[int]      # rate steps of the queue row (20 agents carry far fewer calls)
+    step_s: int
+    bisect: bool
+    waiting: list[int]          # waiting-caller steps (N)
+    waiting_rate: int           # calls/s at which each step's callers are placed
+    waiting_window_s: float     # time after the last caller is placed before the first CANCEL
+    waiting_budget_s: float
+    rows: set[str]
+
 
 def provision(settings: Settings) -> None:
     rows = [f"{n}\t{MEMBERS[i + 1] if i + 1 < len(MEMBERS) else '0000'}\t"
             f"{SERVICE if i == 0 else '1'}\t{MEMBERS[0] if i == 0 else '1'}" for i, n in enumerate(MEMBERS)]
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        for number in [CALLER, CALLEE, *MEMBERS]:
+        for number in [CALLER, CALLEE, *MEMBERS, *RINGALL_MEMBERS, *AGENTS, *WAIT_AGENTS]:
             store.add_subscriber(conn, number, PASSWORD, settings.realm, f"Bench {number[-2:]}")
         store.import_group(conn, "bench", "\n".join(rows) + "\n")
+        groups.save_ringall(conn, "bench-ringall", RINGALL, True)
+        groups.set_ringall_members(conn, "bench-ringall", RINGALL_MEMBERS)
+        groups.save_queue(conn, "bench-queue", QUEUE, True, strategy="longest_idle", max_calls=1)
+        groups.set_queue_agents(conn, "bench-queue", AGENTS)
+        groups.save_queue(conn, "bench-wait", WAIT_QUEUE, True, strategy="longest_idle", max_calls=1, max_wait=600)
+        groups.set_queue_agents(conn, "bench-wait", WAIT_AGENTS)
+        for agent in WAIT_AGENTS:
+            groups.set_logged_in(conn, agent, False, "bench-wait")
 
 
-def kemi_runs(base: Path, rates, step_s, bisect) -> list[Result]:
+def phones(proxy, specs: list[tuple[str, str]], workdir: Path, name: str) -> list[Uas]:
+    """One SIPp UAS per (number, scenario), each registered as that number."""
+    started = [Uas(scenario, workdir, f"{name}{i + 1}") for i, (_, scenario) in enumerate(specs)]
+    time.sleep(0.3)
+    for (number, _), phone in zip(specs, started):
+        sipp_load.register(proxy, number, PASSWORD, phone.port, workdir)
+    return started
+
+
+def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
     free = sipp_load.free_port
     settings = Settings(sip_port=free(), pg_port=free(), rtpengine_ng=f"127.0.0.1:{free()}",
-                        rtpengine_http=f"127.0.0.1:{free()}",
+                        rtpengine_http=f"127.0.0.1:{free()}", metrics_port=free(),
                         rtp_port_min=50000, rtp_port_max=59999, children=4, var_dir=str(base / "kemi"))
     workdir = base / "sipp-kemi"
     workdir.mkdir()
@@ -217,35 +379,53 @@ def kemi_runs(base: Path, rates, step_s, bisect) -> list[Result]:
     stack.start()  # everything `make run` starts; the workers pick up provisioning by NOTIFY
     provision(settings)
     proxy = (settings.sip_address, settings.sip_port)
-    callee = Uas("uas_answer.xml", workdir, "callee")
-    members = [Uas("uas_busy.xml", workdir, "member1"), Uas("uas_busy.xml", workdir, "member2"),
-               Uas("uas_answer.xml", workdir, "member3")]
-    time.sleep(0.3)
-    for number, phone in [(CALLEE, callee), *zip(MEMBERS, members)]:
-        sipp_load.register(proxy, number, PASSWORD, phone.port, workdir)
     scenario = sipp_load.caller_scenario(workdir, auth=True, hold_ms=HOLD_MS)
     at_start = memory(stack.kamailio)
     log(f"  memory at start: {at_start}")
+    results: list[Result] = []
+    first = True
 
-    direct = Result("KEMI proxy, direct call",
-                    "the stack as `make run` starts it: digest auth (407 round trip), Python routing, "
-                    "rtpengine offer/answer/delete, record-route, call journal")
-    search(direct, proxy, stack.kamailio, scenario, CALLEE, rates, step_s, bisect, workdir, "kemi-direct")
-    direct.memory = memory(stack.kamailio)
-    direct.notes.append(f"Kamailio memory at start: {at_start}")
-    log(f"  memory: {direct.memory}")
+    def row(key: str, result: Result, specs: list[tuple[str, str]], dial: str, rates: list[int]) -> None:
+        nonlocal first
+        if key not in plan.rows:
+            return
+        started = phones(proxy, specs, workdir, key)
+        search(result, proxy, stack.kamailio, scenario, dial, rates, plan.step_s, plan.bisect, workdir, f"kemi-{key}")
+        for phone in started:
+            phone.stop()
+        result.memory = memory(stack.kamailio)
+        result.notes.append(f"Kamailio memory at start: {at_start}" if first else "same Kamailio as the rows above")
+        first = False
+        log(f"  memory: {result.memory}")
+        results.append(result)
 
-    hunt = Result("KEMI proxy, service-number hunt, two members busy",
-                  "as above, plus a serial hunt: member 1 486, member 2 486, member 3 answers")
-    search(hunt, proxy, stack.kamailio, scenario, SERVICE, rates, step_s, bisect, workdir, "kemi-hunt")
-    hunt.memory = memory(stack.kamailio)
-    hunt.notes.append("same Kamailio as the row above")
-    log(f"  memory: {hunt.memory}")
+    row("direct", Result("KEMI proxy, direct call",
+                         "the stack as `make run` starts it: digest auth (407 round trip), Python routing, "
+                         "rtpengine offer/answer/delete, record-route, call journal"),
+        [(CALLEE, "uas_answer.xml")], CALLEE, plan.rates)
+    row("hunt", Result("KEMI proxy, service-number hunt, two members busy",
+                       "as above, plus a serial hunt: member 1 486, member 2 486, member 3 answers"),
+        list(zip(MEMBERS, ["uas_busy.xml", "uas_busy.xml", "uas_answer.xml"])), SERVICE, plan.rates)
+    row("ringall", Result("KEMI proxy, ring-all group of 5 members",
+                          "as the direct call, plus 5 branches at once (Diversion, display name): member 1 "
+                          "answers at once, members 2-5 ring (180) and get CANCEL (200, 487, ACK)"),
+        [(n, "uas_answer.xml" if i == 0 else "uas_ring.xml") for i, n in enumerate(RINGALL_MEMBERS)],
+        RINGALL, plan.rates)
+    row("queue", Result("KEMI proxy, queue of 20 agents",
+                        "as the direct call, plus 182 Queued and t_suspend; the dispatcher (100 ms tick) "
+                        "offers the longest-idle free agent (1 call each) by t_continue; agents answer at "
+                        "once; latency includes the wait for an agent"),
+        [(n, "uas_answer.xml") for n in AGENTS], QUEUE, plan.queue_rates)
+    waiting = None
+    if "waiting" in plan.rows:
+        log("  callers waiting in one queue:")
+        waiting = waiting_run(stack, proxy, workdir, plan)
+        log(f"  memory: {memory(stack.kamailio)}")
     for problem in log_problems(stack.kamailio.log):
         log(f"  {stack.kamailio.log.name}: {problem}")
     sipp_load.stop_all()
     stack.stop()
-    return [direct, hunt]
+    return results, waiting
 
 
 def native_run(base: Path, rates, step_s, bisect) -> Result:

@@ -67,6 +67,11 @@ def caller_scenario(workdir: Path, auth: bool, hold_ms: int) -> Path:
                   setup=setup, hold_ms=hold_ms, invite_cseq=cseq, bye_cseq=cseq + 1)
 
 
+def waiting_scenario(workdir: Path, wait_ms: int) -> Path:
+    setup = (SCENARIOS / "setup_auth.part").read_text()
+    return render("caller_wait.xml", workdir, f"caller-wait-{wait_ms}.xml", setup=setup, wait_ms=wait_ms)
+
+
 def _spawn(cmd: list[str], workdir: Path, log: Path) -> subprocess.Popen:
     out = open(log, "ab")
     proc = subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -223,3 +228,50 @@ def load_step(proxy: tuple[str, int], scenario: Path, caller: str, password: str
                 mean_ms=sum(times) / len(times) if times else None,
                 p50_ms=percentile(times, 50), p99_ms=percentile(times, 99),
                 retrans=int(final.get("Retransmissions(C)", 0) or 0))
+
+
+class Waiters:
+    """One SIPp caller placing `calls` calls at `rate` calls/s into a queue where nobody
+    answers: each waits (182 Queued) for `wait_ms` ms, then hangs up (CANCEL). It writes its
+    per-message counts every second (-trace_counts), so the 182s received so far can be read
+    while the callers wait."""
+
+    def __init__(self, proxy: tuple[str, int], caller: str, password: str, dial: str, rate: int,
+                 calls: int, wait_ms: int, workdir: Path, tag: str):
+        assert calls % 10 == 0, "whole -rtt_freq batches"
+        self.calls, self.rate, self.workdir = calls, rate, workdir
+        self.scenario = waiting_scenario(workdir, wait_ms)
+        self.stats = workdir / f"{tag}-{calls}.csv"
+        self.timeout = int(2 * calls / rate + wait_ms / 1000) + 20
+        cmd = [SIPP, "-sf", str(self.scenario), "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(media_port()),
+               "-nostdin", "-s", caller, "-au", caller, "-ap", password, "-key", "dial", dial,
+               "-r", str(rate), "-rp", "1000", "-m", str(calls), "-l", str(calls + 100),  # -l above N
+               "-recv_timeout", "4000", "-timeout", f"{self.timeout}s", "-default_behaviors", "all,-abortunexp",
+               "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+               "-trace_stat", "-stf", str(self.stats), "-fd", "1", "-trace_counts",
+               "-trace_rtt", "-rtt_freq", "10",
+               "-trace_err", "-error_file", str(workdir / f"{tag}-{calls}.err"),
+               f"{proxy[0]}:{proxy[1]}"]
+        self.started = time.monotonic()
+        self.proc = _spawn(cmd, workdir, workdir / f"{tag}-{calls}.out")
+
+    def received(self, code: str) -> int:
+        """How many `code` responses SIPp received so far (all recv elements for it)."""
+        row = _final_stats(self.workdir / f"{self.scenario.stem}_{self.proc.pid}_counts.csv")
+        return sum(int(v or 0) for k, v in row.items() if re.fullmatch(rf"\d+_{code}_Recv", k.strip()))
+
+    def finish(self) -> dict:
+        """Wait until every call ended; SIPp's final statistics and setup (INVITE -> 182) times."""
+        try:
+            self.proc.wait(self.timeout + 15)
+        except subprocess.TimeoutExpired:
+            pass
+        counts = {"queued": self.received("182"), "ended_487": self.received("487")}
+        pid = self.proc.pid
+        _end(self.proc)
+        final = _final_stats(self.stats)
+        times = _response_times(self.workdir, self.scenario, pid)
+        return {**counts, "ok": int(final.get("SuccessfulCall(C)", 0) or 0),
+                "failed": int(final.get("FailedCall(C)", 0) or 0),
+                "wall_s": time.monotonic() - self.started,
+                "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99)}
