@@ -1,4 +1,5 @@
-"""Starts and stops the whole stack: PostgreSQL (private cluster), rtpengine and Kamailio.
+"""Starts and stops the whole stack: PostgreSQL (private cluster), the journal shipper,
+rtpengine, the metrics exporter and Kamailio.
 
 `python -m tools.stack run` is what `make run` calls; the tests use `Stack` directly with
 their own ports and directory, so they never collide with a running `make run`.
