@@ -36,6 +36,7 @@ from bench import sipp_load
 from bench.sipp_load import Step, Uas
 from kemi.config import ROOT, Settings
 from provision import groups, store
+from provision.store import ProvisioningError
 from tools.stack import KAMAILIO, Process, Stack, StackError, sip_options
 
 MAX_FAILURE = 0.001   # fewer than 0.1 % of a step's calls may fail
@@ -218,47 +219,85 @@ class WaitStep:
     """N callers placed into a queue where nobody answers, all waiting at once, then CANCEL."""
     n: int
     rate: int
-    shm_before: int = 0         # bytes of shm in use before the step
+    wait_s: float               # how long each caller waits after its 182 before its CANCEL
+    shm_before: int = 0         # bytes of shm in use before the step (settled)
     shm_at: int = 0             # ... with all N waiting
-    pss_kb: int = 0             # Kamailio's PSS with all N waiting
+    pss_before_kb: int = 0      # Kamailio's PSS before the step
+    pss_kb: int = 0             # ... with all N waiting
     procs: int = 0
-    queued: int = 0             # 182 Queued received by SIPp when measured
+    queued: int = 0             # 182 Queued received by SIPp
     waiting: int | None = None  # the proxy's count (kemi_queue_waiting_calls) when measured
+    interrupted: int = 0        # callers that got a final reply while waiting, before the measurement
+    measured_s: float = 0       # from the start of the step to the measurement
     ok: int = 0                 # calls SIPp completed as scripted (182, wait, CANCEL, 487)
     failed_calls: int = 0
     ended_487: int = 0          # 487s received for the INVITEs
+    cut_short: dict = field(default_factory=dict)  # final replies before the CANCEL: code -> callers
+    cut_short_s: float = 0      # when the first of them came, from the start of the step
     left: int | None = None     # the proxy's count after the CANCELs
     proxy_errors: int = 0
     p99_ms: float | None = None  # first INVITE -> 182 Queued
-    measured_s: float = 0       # from the start of the step to the measurement
 
     @property
-    def passed(self) -> bool:
-        return (self.queued == self.n and self.waiting == self.n and self.ok == self.n and self.failed_calls == 0
-                and self.ended_487 == self.n and self.proxy_errors == 0 and self.left == 0)
+    def all_waiting(self) -> bool:
+        """All N waited at once: SIPp got N 182s and the proxy counted N waiting."""
+        return self.queued == self.n and self.waiting == self.n and self.interrupted == 0
+
+    @property
+    def ended_clean(self) -> bool:
+        """Each waited until its own CANCEL and got 487; nothing failed or stayed behind."""
+        return (self.ok == self.n and self.failed_calls == 0 and self.ended_487 == self.n
+                and not self.cut_short and self.proxy_errors == 0 and self.left == 0)
 
     @property
     def per_caller_kb(self) -> float:
         return (self.shm_at - self.shm_before) / self.n / 1024
 
+    def problems(self) -> list[str]:
+        out = []
+        if self.queued != self.n:
+            out.append(f"{self.queued} of {self.n} got 182 Queued")
+        if self.waiting != self.n:
+            out.append(f"the proxy counted {self.waiting} waiting")
+        if self.interrupted:
+            out.append(f"{self.interrupted} had already got a final reply from the proxy when measured")
+        for code, n in sorted(self.cut_short.items()):
+            out.append(f"{n} got {code} from the proxy while waiting, the first {self.cut_short_s:.1f} s into the "
+                       f"step, before their CANCEL after {self.wait_s:.1f} s")
+        if self.ended_487 != self.n:
+            out.append(f"{self.ended_487} got 487 after CANCEL")
+        if self.ok != self.n or self.failed_calls:
+            out.append(f"SIPp completed {self.ok}, failed {self.failed_calls}")
+        if self.proxy_errors:
+            out.append(f"{self.proxy_errors} calls with proxy errors")
+        if self.left != 0:
+            out.append(f"{self.left} still counted waiting after the CANCELs")
+        return out
+
     def line(self) -> str:
-        return (f"{self.n:5d} callers at {self.rate}/s: {self.queued} got 182 and the proxy counted {self.waiting} "
-                f"waiting after {self.measured_s:.1f} s; shm {self.shm_before / 2**20:.1f} -> {self.shm_at / 2**20:.1f} MB "
-                f"({self.per_caller_kb:.1f} kB each), PSS {self.pss_kb / 1024:.0f} MB; after CANCEL {self.ended_487} got 487, "
-                f"{self.ok} completed, {self.failed_calls} failed, {self.proxy_errors} with proxy errors, "
-                f"{self.left} still counted waiting; INVITE -> 182 p99 {ms(self.p99_ms)} ms")
+        return (f"{self.n:5d} callers at {self.rate}/s, each waiting {self.wait_s:.1f} s: {self.queued} got 182 and "
+                f"the proxy counted {self.waiting} waiting at {self.measured_s:.1f} s; shm "
+                f"{self.shm_before / 2**20:.1f} -> {self.shm_at / 2**20:.1f} MB ({self.per_caller_kb:.1f} kB each), "
+                f"PSS {self.pss_before_kb / 1024:.0f} -> {self.pss_kb / 1024:.0f} MB; INVITE -> 182 p99 {ms(self.p99_ms)} ms; "
+                + ("all ended with 487 after their CANCEL" if self.ended_clean and self.all_waiting
+                   else "; ".join(self.problems())))
 
 
 @dataclass
 class Waiting:
     steps: list[WaitStep] = field(default_factory=list)
-    stopped: str = ""           # why the steps ended before the list did (budget), if so
+    stopped: str = ""           # why the steps ended before the list did (budget, shm), if so
     shm_total: int = 0
 
     @property
+    def most(self) -> WaitStep | None:
+        """The largest step whose N callers all waited at once."""
+        return next((s for s in reversed(self.steps) if s.all_waiting), None)
+
+    @property
     def best(self) -> WaitStep | None:
-        passed = [s for s in self.steps if s.passed]
-        return passed[-1] if passed else None
+        """The largest step whose N callers all waited at once and all ended cleanly."""
+        return next((s for s in reversed(self.steps) if s.all_waiting and s.ended_clean), None)
 
 
 def waiting_metric(url: str, queue: str) -> int | None:
@@ -273,53 +312,77 @@ def waiting_metric(url: str, queue: str) -> int | None:
     return int(float(m.group(1))) if m else None
 
 
+def quiet_shm(proc: Process, timeout: float = 20) -> int:
+    """shm in use once it stopped moving (ended calls' transactions and dialogs freed)."""
+    deadline = time.monotonic() + timeout
+    last = shm(proc).get("real_used", 0)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = shm(proc).get("real_used", 0)
+        if abs(now - last) < 64 * 1024:
+            return now
+        last = now
+    return last
+
+
 def waiting_run(stack: Stack, proxy, workdir: Path, plan: "Plan") -> Waiting:
     """Steps of N callers into WAIT_QUEUE (its agents logged out, never registered; max wait
-    600 s), each step placed at a steady rate: once all N are placed, check that SIPp got N
-    182s and the proxy counts N waiting, read Kamailio's memory, then let every caller CANCEL
-    and check that all N got 487. Stops at the first failed step, or when the next step would
-    not fit in Kamailio's shm or the time budget."""
+    600 s). Each step places its callers at a steady rate, max(waiting_rate, N / waiting_place_s)
+    calls/s, and each caller waits until waiting_window_s after the last one was placed. Once
+    all are placed and the proxy counts N waiting: Kamailio's memory. Afterwards, from SIPp's
+    files: did all N get 182, and had none of them got a final reply yet at that moment. Then
+    every caller CANCELs: did all N get 487, none fail, none stay counted. The steps go
+    on while all N waited at once; they stop at the first step where they did not, or when
+    the next step would not fit in Kamailio's shm or the time budget."""
     proc = stack.kamailio
     url = stack.exporter.url
     watch = LogWatch(proc.log)
     result = Waiting(shm_total=shm(proc).get("total", 0))
-    baseline = shm(proc).get("real_used", 0)
     deadline = time.monotonic() + plan.waiting_budget_s
     per_caller = 0.0
     for n in plan.waiting:
-        rate = plan.waiting_rate
-        need = 2 * n / rate + plan.waiting_window_s + 6
+        rate = max(plan.waiting_rate, -(-n // plan.waiting_place_s))
+        need = 2 * n / rate + plan.waiting_window_s + 10
         if time.monotonic() + need > deadline:
             result.stopped = f"the {n} step (about {need:.0f} s) did not fit in the time budget"
             break
-        settle(proc, baseline)
-        before = shm(proc).get("real_used", 0)
+        before = quiet_shm(proc)
         if per_caller and before + 1.5 * per_caller * n > 0.8 * result.shm_total:
             result.stopped = (f"{n} callers would need about {per_caller * n / 2**20:.0f} MB of Kamailio's "
                               f"{result.shm_total / 2**20:.0f} MB shm")
             break
+        s_pss_before = pss_rss(proc)[0]
         watch.new_errors()
-        s = WaitStep(n, rate, shm_before=before)
-        wait_ms = int((n / rate + plan.waiting_window_s) * 1000)  # every caller waits past the measurement
-        waiters = sipp_load.Waiters(proxy, CALLER, PASSWORD, WAIT_QUEUE, rate, n, wait_ms, workdir, "waiting")
+        wait_s = n / rate + plan.waiting_window_s  # every caller waits past the measurement
+        s = WaitStep(n, rate, wait_s, shm_before=before, pss_before_kb=s_pss_before)
+        waiters = sipp_load.Waiters(proxy, CALLER, PASSWORD, WAIT_QUEUE, rate, n, int(wait_s * 1000), workdir, "waiting")
         time.sleep(max(0.0, waiters.started + n / rate - time.monotonic()))
-        until = waiters.started + n / rate + plan.waiting_window_s - 1.0  # the first CANCEL is later
+        until = waiters.started + wait_s - 1.0  # the first CANCEL comes after wait_s
         while True:
-            s.queued, s.waiting = waiters.received("182"), waiting_metric(url, "bench-wait")
-            if (s.queued >= n and s.waiting == n) or time.monotonic() >= until:
+            s.waiting = waiting_metric(url, "bench-wait")
+            if s.waiting == n or time.monotonic() >= until:
                 break
-            time.sleep(0.25)
+            time.sleep(0.2)
+        measured_at = time.time()
         s.measured_s = time.monotonic() - waiters.started
         s.shm_at = shm(proc).get("real_used", 0)
         s.pss_kb, _, s.procs = pss_rss(proc)
         end = waiters.finish()
-        s.ok, s.failed_calls, s.ended_487, s.p99_ms = end["ok"], end["failed"], end["ended_487"], end["p99_ms"]
-        time.sleep(2)  # the dispatcher's count is refreshed once a second
+        s.queued, s.ok, s.failed_calls, s.ended_487 = end["queued"], end["ok"], end["failed"], end["ended_487"]
+        s.p99_ms = end["p99_ms"]
+        replies = waiters.replies_while_waiting()
+        s.interrupted = len({call_id for when, call_id, _ in replies if when <= measured_at})
+        s.cut_short_s = min((when for when, _, _ in replies), default=waiters.started_epoch) - waiters.started_epoch
+        for code in sorted({code for _, _, code in replies}):
+            s.cut_short[code] = len({call_id for _, call_id, c in replies if c == code})
+        # tm frees ended transactions after its 5 s wait timer (the next step's baseline); the
+        # dispatcher's count is refreshed once a second
+        time.sleep(6 if n != plan.waiting[-1] else 2)
         s.left = waiting_metric(url, "bench-wait")
         s.proxy_errors = watch.new_errors()
         result.steps.append(s)
-        log(f"  waiting: {s.line()} -> {'ok' if s.passed else 'FAILED'}")
-        if not s.passed:
+        log(f"  waiting: {s.line()} -> {'ok' if s.all_waiting and s.ended_clean else 'NOT clean' if s.all_waiting else 'FAILED'}")
+        if not s.all_waiting:
             break
         per_caller = (s.shm_at - s.shm_before) / n
     return result
@@ -334,7 +397,8 @@ class Plan:
     step_s: int
     bisect: bool
     waiting: list[int]          # waiting-caller steps (N)
-    waiting_rate: int           # calls/s at which each step's callers are placed
+    waiting_rate: int           # calls/s at which each step's callers are placed, at least ...
+    waiting_place_s: int        # ... and fast enough to place them all within this time
     waiting_window_s: float     # time after the last caller is placed before the first CANCEL
     waiting_budget_s: float
     rows: set[str]
@@ -368,9 +432,13 @@ def phones(proxy, specs: list[tuple[str, str]], workdir: Path, name: str) -> lis
 
 def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
     free = sipp_load.free_port
+    # RTP ports below the kernel's ephemeral range (32768-60999), where free_port() finds the
+    # SIP, SIPp and other ports: Kamailio and rtpengine both bind with SO_REUSEADDR, so an RTP
+    # port equal to Kamailio's SIP port takes over its traffic (SIP silently stops). 20000-29999
+    # also stays clear of `make run` (30000-39999) and the e2e tests (40000-49999).
     settings = Settings(sip_port=free(), pg_port=free(), rtpengine_ng=f"127.0.0.1:{free()}",
                         rtpengine_http=f"127.0.0.1:{free()}", metrics_port=free(),
-                        rtp_port_min=50000, rtp_port_max=59999, children=4, var_dir=str(base / "kemi"))
+                        rtp_port_min=20000, rtp_port_max=29999, children=4, var_dir=str(base / "kemi"))
     workdir = base / "sipp-kemi"
     workdir.mkdir()
     stack = Stack(settings, durable=False)
@@ -384,6 +452,12 @@ def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
     log(f"  memory at start: {at_start}")
     results: list[Result] = []
     first = True
+    waiting = None
+    if "waiting" in plan.rows:
+        # First, on a fresh Kamailio: its PSS then shows what the waiting callers touch.
+        log("  callers waiting in one queue:")
+        waiting = waiting_run(stack, proxy, workdir, plan)
+        log(f"  memory: {memory(stack.kamailio)}")
 
     def row(key: str, result: Result, specs: list[tuple[str, str]], dial: str, rates: list[int]) -> None:
         nonlocal first
@@ -394,7 +468,9 @@ def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
         for phone in started:
             phone.stop()
         result.memory = memory(stack.kamailio)
-        result.notes.append(f"Kamailio memory at start: {at_start}" if first else "same Kamailio as the rows above")
+        result.notes.append(f"Kamailio memory at start: {at_start}" + (
+            "; the waiting-callers measurement ran before this row" if waiting else "")
+            if first else "same Kamailio as the rows above")
         first = False
         log(f"  memory: {result.memory}")
         results.append(result)
@@ -416,11 +492,6 @@ def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
                         "offers the longest-idle free agent (1 call each) by t_continue; agents answer at "
                         "once; latency includes the wait for an agent"),
         [(n, "uas_answer.xml") for n in AGENTS], QUEUE, plan.queue_rates)
-    waiting = None
-    if "waiting" in plan.rows:
-        log("  callers waiting in one queue:")
-        waiting = waiting_run(stack, proxy, workdir, plan)
-        log(f"  memory: {memory(stack.kamailio)}")
     for problem in log_problems(stack.kamailio.log):
         log(f"  {stack.kamailio.log.name}: {problem}")
     sipp_load.stop_all()
@@ -482,10 +553,50 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[Result], info: str, load: str, command: str, seconds: float, step_s: int) -> None:
-    print(f"Machine: {info}; load average {load}. `{command}` took {seconds:.0f} s; {step_s} s per rate step, {HOLD_MS} ms hold, UDP, "
+def waiting_report(w: Waiting, plan: Plan) -> None:
+    most, best = w.most, w.best
+    last = w.steps[-1] if w.steps else None
+    listed = ", ".join(str(n) for n in plan.waiting)
+    if last is None:
+        how = f"no step ran: {w.stopped or 'nothing to do'}"
+    elif not last.all_waiting:
+        how = f"steps {listed}; the {last.n} step failed: {'; '.join(last.problems())}"
+    elif w.stopped:
+        how = f"steps {listed}; stopped before the next: {w.stopped}"
+    else:
+        how = f"steps {listed}: all callers of every step waited at once; the list ends there"
+    open_ended = last is not None and last.all_waiting and not w.stopped
+    count = "none" if most is None else (f">= {most.n}" if open_ended and last is most else str(most.n))
+    print(f"Callers waiting in one queue at once: {count} ({how}). Each step places N callers at a steady "
+          f"rate (at least {plan.waiting_rate}/s, all within {plan.waiting_place_s} s) into a queue whose agents "
+          f"are logged out and unregistered (max wait 600 s); all N waited at once if the proxy counted N waiting "
+          f"(kemi_queue_waiting_calls) once all were placed, SIPp got N 182 Queued and none had got a final "
+          f"reply by then. Each caller waits "
+          f"{plan.waiting_window_s:g} s past the last one's placement, then CANCELs.")
+    if most is not None:
+        print(f"Kamailio with {most.n} callers waiting: shm used {most.shm_at / 2**20:.1f} MB of "
+              f"{w.shm_total / 2**20:.0f} MB ({(most.shm_at - most.shm_before) / 2**20:.1f} MB more than just before "
+              f"the step: {most.per_caller_kb:.1f} kB per waiting caller), PSS {most.pss_kb / 1024:.0f} MB "
+              f"({most.procs} procs; {most.pss_before_kb / 1024:.0f} MB just before the step); "
+              f"INVITE -> 182 Queued p99 {ms(most.p99_ms)} ms (includes the 407 round trip).")
+    if best is not None and best is most:
+        print(f"Ending them: all {best.n} got 487 after their CANCEL, none failed, none left counted waiting.")
+    else:
+        bad = next((s for s in w.steps if s.all_waiting and not s.ended_clean), None)
+        print(f"Largest step that waited at once and also ended cleanly (CANCEL -> 487 for all, no failures): "
+              f"{best.n if best else 'none'}." + (f" The {bad.n} step did not end cleanly: {'; '.join(bad.problems())}."
+                                                   if bad else ""))
+    for s in w.steps:
+        print(f"- {s.line()}")
+
+
+def report(results: list[Result], waiting: Waiting | None, plan: Plan, info: str, load: str, command: str,
+           seconds: float) -> None:
+    print(f"Machine: {info}; load average {load}. `{command}` took {seconds:.0f} s; {plan.step_s} s per rate step, "
+          f"{HOLD_MS} ms hold, UDP, "
           f"Kamailio -n 4 -m 256, SIPp caller and phones on the same machine. Setup latency: SIPp's "
-          f"first INVITE sent -> 200 received (KEMI: includes the 407 round trip), on SIPp's coarse clock "
+          f"first INVITE sent -> 200 received (KEMI: includes the 407 round trip; queue: also the wait for "
+          f"a free agent), on SIPp's coarse clock "
           f"({TICK_MS:.0f} ms ticks here), so '< {TICK_MS:.0f}' is as fine as it resolves.\n")
     print(table(results))
     print()
@@ -495,17 +606,29 @@ def report(results: list[Result], info: str, load: str, command: str, seconds: f
         if r.all_passed:
             r.notes.insert(0, "every step passed; the rate list ends there")
         print(f"- {r.name}: {steps or 'no steps'}." + "".join(f" {n[0].upper()}{n[1:]}." for n in r.notes))
+    if waiting is not None:
+        print()
+        waiting_report(waiting, plan)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="short steps and fewer rates (about a minute)")
+    p.add_argument("--quick", action="store_true", help="short steps and fewer rates (under two minutes)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
+    p.add_argument("--rows", default=",".join(ROWS),
+                   help=f"comma-separated subset of {','.join(ROWS)} (default: all)")
     args = p.parse_args(argv)
+    rows = {r.strip() for r in args.rows.split(",") if r.strip()}
+    if rows - set(ROWS):
+        p.error(f"--rows: unknown {', '.join(sorted(rows - set(ROWS)))}")
     if args.quick:
-        rates, step_s, bisect = [200, 500, 1000, 2000], 2, False
+        plan = Plan(rates=[500, 1000, 2000], queue_rates=[200, 400], step_s=2, bisect=False,
+                    waiting=[100, 500], waiting_rate=250, waiting_place_s=2, waiting_window_s=3, waiting_budget_s=40, rows=rows)
     else:
-        rates, step_s, bisect = [100, 200, 400, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000], 10, True
+        plan = Plan(rates=[200, 400, 600, 800, 1000, 1300, 1600, 2000, 2500, 3000, 4000],
+                    queue_rates=[100, 150, 200, 250, 300, 400], step_s=8, bisect=True,
+                    waiting=[100, 250, 500, 1000, 2000], waiting_rate=250, waiting_place_s=2, waiting_window_s=4,
+                    waiting_budget_s=150, rows=rows)
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     base = Path(tempfile.mkdtemp(prefix="kemi-bench-"))
@@ -515,13 +638,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log(f"bench: {info}, load average {load_start:.2f}; work directory {base}")
     results: list[Result] = []
+    waiting = None
     try:
-        results += kemi_runs(base, rates, step_s, bisect)
-        results.append(native_run(base, rates, step_s, bisect))
+        if rows & {"direct", "hunt", "ringall", "queue", "waiting"}:
+            kemi, waiting = kemi_runs(base, plan)
+            results += kemi
+        if "native" in rows:
+            results.append(native_run(base, plan.rates, plan.step_s, plan.bisect))
     except KeyboardInterrupt:
         log("interrupted")
         return 130
-    except (StackError, RuntimeError, psycopg.Error) as err:
+    except (StackError, RuntimeError, psycopg.Error, ProvisioningError) as err:
         log(f"error: {err}")
         return 1
     finally:
@@ -536,8 +663,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(base, ignore_errors=True)
     command = ".venv/bin/python -m bench.run --quick" if args.quick else "make bench"
+    if args.rows != ",".join(ROWS):
+        command += f" --rows {args.rows}" if args.quick else f" ARGS='--rows {args.rows}'"
     load = f"{load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end"
-    report(results, info, load, command, time.monotonic() - started, step_s)
+    report(results, waiting, plan, info, load, command, time.monotonic() - started)
     return 0
 
 

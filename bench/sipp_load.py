@@ -253,12 +253,22 @@ class Waiters:
                "-trace_err", "-error_file", str(workdir / f"{tag}-{calls}.err"),
                f"{proxy[0]}:{proxy[1]}"]
         self.started = time.monotonic()
+        self.started_epoch = time.time()  # SIPp's error log has epoch times
         self.proc = _spawn(cmd, workdir, workdir / f"{tag}-{calls}.out")
 
     def received(self, code: str) -> int:
         """How many `code` responses SIPp received so far (all recv elements for it)."""
         row = _final_stats(self.workdir / f"{self.scenario.stem}_{self.proc.pid}_counts.csv")
         return sum(int(v or 0) for k, v in row.items() if re.fullmatch(rf"\d+_{code}_Recv", k.strip()))
+
+    def replies_while_waiting(self) -> list[tuple[float, str, str]]:
+        """(time.time(), Call-ID, code) of each final reply a caller got while still waiting,
+        i.e. from the proxy before its own CANCEL (SIPp logs them as unexpected messages)."""
+        path = self.workdir / f"{self.stats.stem}.err"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        found = re.findall(r"\t(\d+\.\d+): Continuing call on unexpected message for Call-Id '([^']+)': "
+                           r"while pausing \(index \d+\), received 'SIP/2.0 (\d{3})", text)
+        return [(float(when), call_id, code) for when, call_id, code in found if code >= "200"]
 
     def finish(self) -> dict:
         """Wait until every call ended; SIPp's final statistics and setup (INVITE -> 182) times."""

@@ -32,6 +32,7 @@ TIMEOUT_ROUTE = "ksr_queue_timeout"
 FAILURE_ROUTE = "ksr_failure_queue"
 BUSY = "busy"
 REPORT_INTERVAL = 1.0   # seconds between queue-length and agent-state metric updates
+SUSPEND_MARGIN = 30     # seconds tm keeps a waiting call beyond the queue's maximum wait
 
 
 # ------------------------------------------------------------------ shared state helpers
@@ -83,7 +84,8 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
         KSR.rtpengine.rtpengine_manage0()
     KSR.tm.t_reply(182, "Queued")
     seq = incr("qwait", f"{queue.number}:tail")
-    if KSR.tmx.t_suspend() < 0:
+    KSR.pv.seti("$avp(queue_max_wait)", queue.max_wait)
+    if not _suspend(queue.max_wait):
         KSR.tm.t_reply(500, "Server Internal Error - cannot queue the call")
         instrument.call_ended(500)
         return EXIT
@@ -97,6 +99,16 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     journal.queued(pv("$ci"), queue.name)
     log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
     return EXIT
+
+
+def _suspend(max_wait: int) -> bool:
+    """Suspend for up to the queue's maximum wait. tm's own timers would otherwise answer a
+    waiting caller 408 (fr_timer, 4 s) or end the INVITE (max_inv_lifetime, 180 s) long
+    before the dispatcher times the caller out; the margin lets the dispatcher go first."""
+    limit_ms = (max_wait + SUSPEND_MARGIN) * 1000
+    KSR.tm.t_set_fr(limit_ms, limit_ms)
+    KSR.tm.t_set_max_lifetime(limit_ms + SUSPEND_MARGIN * 1000, 0)
+    return KSR.tmx.t_suspend() > 0
 
 
 def _entry_key() -> str | None:
@@ -250,7 +262,7 @@ def on_failure() -> int:
 def _requeue(why: str) -> int:
     entry_key = _entry_key()
     entry = _get("qwait", entry_key) if entry_key else None
-    if entry is None or KSR.tmx.t_suspend() < 0:
+    if entry is None or not _suspend(int(pv("$avp(queue_max_wait)") or 0)):
         KSR.tm.t_reply(500, "Server Internal Error - lost the queue position")
         instrument.call_ended(500)
         return EXIT

@@ -264,6 +264,10 @@ def sip_options(host: str, port: int, timeout: float = 0.3) -> int | None:
 
 class Stack:
     def __init__(self, settings: Settings, durable: bool = True):
+        if settings.rtp_port_min <= settings.sip_port <= settings.rtp_port_max:
+            # rtpengine could take the SIP port for a call; Kamailio would then hear no SIP.
+            raise StackError(f"KEMI_SIP_PORT {settings.sip_port} lies inside the RTP port range "
+                             f"{settings.rtp_port_min}-{settings.rtp_port_max}")
         self.settings = settings
         self.postgres = None if settings.dsn else Postgres(settings, durable)
         self.rtpengine = RtpEngine(settings)

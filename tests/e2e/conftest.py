@@ -62,7 +62,9 @@ def proxy():
     base.chmod(0o755)  # the postgres user must reach its data directory
     workdir = base / "sipp"
     workdir.mkdir()
-    rtp_base = 40000 + (os.getpid() % 50) * 200
+    # Below the ephemeral range the SIP and SIPp ports come from (32768+), and below SIPp's
+    # media ports (20000+): rtpengine must never take the port Kamailio listens on.
+    rtp_base = 10000 + (os.getpid() % 45) * 200
     settings = Settings(sip_port=sipp.free_port(), pg_port=sipp.free_port(),
                         rtpengine_ng=f"127.0.0.1:{sipp.free_port()}",
                         rtpengine_http=f"127.0.0.1:{sipp.free_port()}", metrics_port=sipp.free_port(),
