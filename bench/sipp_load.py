@@ -13,24 +13,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.ports import free_port  # noqa: F401  (re-exported for callers of this module)
+
 SIPP = "/usr/bin/sipp"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 _live: list[subprocess.Popen] = []
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on loopback."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
 
 
 def media_port() -> int:

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tools.ports import free_port  # noqa: F401  (re-exported for callers of this module)
+
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SIPP = "/usr/bin/sipp"
 # SIPp plays this capture (G.711 A-law, 7 s) as the phone's RTP when asked to stream.
@@ -25,20 +27,6 @@ RTP_ACTION = f'  <nop><action><exec play_pcap_audio="{RTP_CAPTURE}"/></action></
 
 def rtp_line(stream: bool) -> str:
     return RTP_ACTION if stream else ""
-
-
-def free_port(kind=socket.SOCK_DGRAM) -> int:
-    """A port free for both UDP and TCP on loopback."""
-    while True:
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
 
 
 _media_ports = itertools.count(0)
