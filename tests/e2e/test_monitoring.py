@@ -185,7 +185,7 @@ def call_with_media(proxy, caller: str, password: str, dial: str, seconds: float
 
 class Prometheus:
     def __init__(self, workdir: Path, targets: dict[str, str]):
-        self.port = sipp.free_port(socket.SOCK_STREAM)
+        self.port = sipp.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = workdir / f"prometheus-{self.port}"
         self.dir.mkdir()
