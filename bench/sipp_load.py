@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import csv
 import re
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.ports import free_port  # noqa: F401  (re-exported for callers of this module)
+from tools.ports import free_port, udp_block_free
 
 SIPP = "/usr/bin/sipp"
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
@@ -25,15 +24,8 @@ def media_port() -> int:
     """A base for SIPp's media sockets (it binds base..base+3 even when no media flows)."""
     while True:
         base = free_port()
-        if base > 65000:
-            continue
-        try:
-            for port in range(base, base + 4):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind(("127.0.0.1", port))
+        if base <= 65000 and udp_block_free(base):
             return base
-        except OSError:
-            continue
 
 
 def render(template: str, workdir: Path, name: str, **values) -> Path:

@@ -336,8 +336,8 @@ class Handler:
             return EXIT
         if fresh:
             KSR.rr.record_route()
-        instrument.call_started(plan, self.cache.snapshot, fresh)
-        directory = self.cache.get()
+        directory = self.cache.snapshot   # polled already for this message (_directory/_overflow)
+        instrument.call_started(plan, directory, fresh)
         if fresh:
             journal.call_started(pv("$ci"), caller, plan.dialled, *self._journal_label(plan, directory))
         if isinstance(plan, routing.TrunkPlan):

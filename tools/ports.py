@@ -16,3 +16,15 @@ def free_port() -> int:
             return port
         except OSError:
             continue
+
+
+def udp_block_free(base: int, count: int = 4) -> bool:
+    """Whether UDP ports base..base+count-1 can all be bound on loopback (SIPp binds its media
+    ports base..base+3 even when no media flows)."""
+    try:
+        for port in range(base, base + count):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False

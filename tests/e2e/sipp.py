@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from tools.ports import free_port  # noqa: F401  (re-exported for callers of this module)
+from tools.ports import free_port, udp_block_free
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SIPP = "/usr/bin/sipp"
@@ -36,13 +35,8 @@ def media_port() -> int:
     """A base for SIPp's media sockets: it binds base..base+3 (audio, video, RTCP) even if unused."""
     while True:
         base = 20000 + 10 * (next(_media_ports) % 900)
-        try:
-            for port in range(base, base + 4):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind(("127.0.0.1", port))
+        if udp_block_free(base):
             return base
-        except OSError:
-            continue
 
 
 def render(template: str, workdir: Path, setup: str = "call_setup.part", **values) -> Path:
