@@ -7,14 +7,17 @@ setup:
 run: setup
 	@.venv/bin/python -m tools.stack run
 
+# End-to-end tests each start their own stack on free ports, so they run side by side.
+TEST_WORKERS ?= 3
+
 test: setup
-	@.venv/bin/python -m pytest -q tests
+	@.venv/bin/python -m pytest -q -n $(TEST_WORKERS) tests
 
 unit: setup
 	@.venv/bin/python -m pytest -q tests/unit
 
 e2e: setup
-	@.venv/bin/python -m pytest -q tests/e2e
+	@.venv/bin/python -m pytest -q -n $(TEST_WORKERS) tests/e2e
 
 bench: setup
 	@.venv/bin/python -m bench.run $(ARGS)
