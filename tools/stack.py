@@ -21,9 +21,9 @@ import psycopg
 
 from kemi.config import ROOT, Settings
 from rtpengine.ng import NgClient, NgError
-from tools import migrate
+from tools import migrate, pgdir
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = pgdir.PG_BIN
 KAMAILIO = "/usr/sbin/kamailio"
 RTPENGINE = "/usr/bin/rtpengine"
 
@@ -49,26 +49,30 @@ def tail(path: Path | None, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def as_postgres(*cmd: str, log: Path | None = None) -> None:
-    out = open(log, "ab") if log else subprocess.DEVNULL
-    try:
-        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, stdout=out, stderr=out)
-    except subprocess.CalledProcessError as err:
-        raise StackError(f"{' '.join(cmd)} failed ({err.returncode}); see {log}\n{tail(log)}") from None
-    finally:
-        if log:
-            out.close()
+def as_postgres(*cmd: str, log: Path) -> None:
+    """Run a PostgreSQL tool as the postgres user (from /, a directory it can enter)."""
+    with open(log, "ab") as out:
+        try:
+            subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, stdout=out, stderr=out, cwd="/")
+        except subprocess.CalledProcessError as err:
+            raise StackError(f"{Path(cmd[0]).name} failed ({err.returncode})") from None
+        except OSError as err:
+            raise StackError(f"runuser: {err}") from None
 
 
 class Postgres:
-    """A private cluster owned by the postgres user (initdb refuses root), on loopback only."""
+    """A private cluster owned by the postgres user (initdb refuses root), on loopback only.
+    It lives in tools/pgdir.cluster_dir (by default /var/lib/kemi/<name>-<hash>), a place the
+    postgres user can reach wherever the checkout is; var/log/postgres.log links to its log.
+    Failures raise a one-line StackError: why, and what to do."""
 
     def __init__(self, settings: Settings, durable: bool = True):
         self.settings = settings
-        self.base = Path(settings.var_dir) / "pg"
+        self.base = pgdir.cluster_dir(settings.var_dir, settings.pg_dir)
         self.data = self.base / "data"
         self.sockets = self.base / "run"
-        self.log = Path(settings.var_dir) / "log" / "postgres.log"
+        self.log = self.base / "postgres.log"
+        self.log_link = Path(settings.var_dir) / "log" / "postgres.log"
         self.durable = durable
 
     def running(self) -> bool:
@@ -81,27 +85,62 @@ class Postgres:
     def _admin_dsn(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.settings.pg_port}/postgres"
 
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        if not (self.data / "PG_VERSION").exists():
-            self.base.mkdir(parents=True, exist_ok=True)
-            self.sockets.mkdir(exist_ok=True)
-            shutil.chown(self.base, "postgres", "postgres")
-            shutil.chown(self.sockets, "postgres", "postgres")
+    def _fail(self, doing: str, detail: str, since: int = 0) -> StackError:
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(since)
+                output = f.read().decode(errors="replace")
+        except OSError:
+            output = ""
+        why = pgdir.explain(f"{detail}\n{output}", self.base)
+        return StackError(f"PostgreSQL could not be {doing} in {self.base}: {why}")
+
+    def _create(self) -> None:
+        try:
+            self.base.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self.base.mkdir(mode=0o700, exist_ok=True)
+            (self.base / "owner").write_text(f"{Path(self.settings.var_dir).resolve()}\n")
+            self.sockets.mkdir(mode=0o700, exist_ok=True)
+            self.log.touch()
+            for path in (self.base, self.sockets, self.log):
+                shutil.chown(path, "postgres", "postgres")
+        except (OSError, LookupError) as err:
+            raise StackError(f"PostgreSQL could not be created in {self.base}: "
+                             f"{pgdir.explain(str(err), self.base)} (run as root, or set KEMI_PG_DIR)") from None
+        try:
             # Loopback-only development cluster: trust auth on 127.0.0.1 (see README).
             as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
                         "--auth=trust", "-E", "UTF8", "--no-instructions", log=self.log)
-        shutil.chown(self.log, "postgres", "postgres") if self.log.exists() else None
-        if not self.running():
-            opts = (f"-c listen_addresses=127.0.0.1 -c port={self.settings.pg_port} "
-                    f"-c unix_socket_directories={self.sockets} -c max_connections=200")
-            if not self.durable:
-                opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            self.log.touch()
-            shutil.chown(self.log, "postgres", "postgres")
+        except StackError as err:
+            raise self._fail("created", str(err)) from None
+
+    def _link_log(self) -> None:
+        try:
+            self.log_link.parent.mkdir(parents=True, exist_ok=True)
+            if self.log_link.is_symlink() or self.log_link.exists():
+                self.log_link.unlink()
+            self.log_link.symlink_to(self.log)
+        except OSError:
+            pass  # a convenience only
+
+    def start(self) -> None:
+        if not (self.data / "PG_VERSION").exists():
+            self._create()
+        self._link_log()
+        if self.running():
+            self._ensure_database()
+            return
+        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.settings.pg_port} "
+                f"-c unix_socket_directories={self.sockets} -c max_connections=200")
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        since = self.log.stat().st_size if self.log.exists() else 0
+        try:
             as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                         "-o", opts, "-w", "-t", "30", "start", log=self.log)
-        wait_for("PostgreSQL", self.running, 30, log=self.log)
+            wait_for("PostgreSQL", self.running, 30)
+        except StackError as err:
+            raise self._fail("started", str(err), since) from None
         self._ensure_database()
 
     def _ensure_database(self) -> None:
@@ -112,11 +151,11 @@ class Postgres:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
     def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            try:
-                as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", log=self.log)
-            except StackError:
-                pass
+        pgdir.stop(self.base)
+
+    def remove(self) -> None:
+        """Stop the cluster and delete its folder: what `make clean` does."""
+        pgdir.remove(self.base)
 
 
 class Process:
@@ -329,11 +368,26 @@ def run() -> int:
         stack.stop()
 
 
+def database_only() -> int:
+    """`python -m tools.stack db`: create/start the private cluster and apply the migrations,
+    leave it running (for kemictl, or to check a first start); `stop` stops it."""
+    settings = Settings.from_env()
+    try:
+        Stack(settings).start_database()
+    except StackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"database ready: {settings.database_url}")
+    return 0
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else "run"
     if cmd == "run":
         sys.exit(run())
+    if cmd == "db":
+        sys.exit(database_only())
     if cmd == "stop":
         Postgres(Settings.from_env()).stop()
         sys.exit(0)
-    sys.exit("usage: python -m tools.stack [run|stop]")
+    sys.exit("usage: python -m tools.stack [run|db|stop]")
