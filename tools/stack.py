@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +23,7 @@ import psycopg
 from kemi.config import ROOT, Settings
 from rtpengine.ng import NgClient, NgError
 from tools import migrate, pgdir
+from tools.supervise import Supervisor, restarts_file
 
 PG_BIN = pgdir.PG_BIN
 KAMAILIO = "/usr/sbin/kamailio"
@@ -74,6 +76,33 @@ class Postgres:
         self.log = self.base / "postgres.log"
         self.log_link = Path(settings.var_dir) / "log" / "postgres.log"
         self.durable = durable
+        self.name = "postgres"
+        self.wanted = False
+        self.lock = threading.RLock()
+
+    def _pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def alive(self) -> bool:
+        pid = self._pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+    def exit_reason(self) -> str:
+        return f"is not running (postmaster.pid {'stale' if self._pid() else 'gone'}; see {self.log})"
+
+    def restart(self) -> None:
+        self.start()
 
     def running(self) -> bool:
         try:
@@ -124,6 +153,11 @@ class Postgres:
             pass  # a convenience only
 
     def start(self) -> None:
+        with self.lock:
+            self.wanted = True
+            self._start()
+
+    def _start(self) -> None:
         if not (self.data / "PG_VERSION").exists():
             self._create()
         self._link_log()
@@ -151,15 +185,21 @@ class Postgres:
                 conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
 
     def stop(self) -> None:
-        pgdir.stop(self.base)
+        with self.lock:
+            self.wanted = False
+            pgdir.stop(self.base)
 
     def remove(self) -> None:
         """Stop the cluster and delete its folder: what `make clean` does."""
-        pgdir.remove(self.base)
+        with self.lock:
+            self.wanted = False
+            pgdir.remove(self.base)
 
 
 class Process:
-    """A foreground daemon with its output in a log file."""
+    """A foreground daemon with its output in a log file, supervisable (tools/supervise.py):
+    `wanted` is False after a deliberate stop, and `lock` keeps the supervisor out while it
+    starts or stops."""
 
     name = "process"
 
@@ -167,6 +207,9 @@ class Process:
         self.settings = settings
         self.log = Path(settings.var_dir) / "log" / f"{self.name}.log"
         self.proc: subprocess.Popen | None = None
+        self.wanted = False
+        self.lock = threading.RLock()
+        self.inherit_output = False
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -177,24 +220,65 @@ class Process:
     def ready(self) -> bool:
         raise NotImplementedError
 
-    def start(self, timeout: float = 20, inherit_output: bool = False) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        out = None if inherit_output else open(self.log, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT if out else None,
-                                     env=self.environment(), cwd=ROOT, start_new_session=True)
-        if out:
-            out.close()
-        wait_for(self.name, self.ready, timeout, proc=self.proc, log=self.log)
+    def start(self, timeout: float = 20, inherit_output: bool | None = None) -> None:
+        with self.lock:
+            if inherit_output is not None:
+                self.inherit_output = inherit_output
+            self.wanted = True
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            out = None if self.inherit_output else open(self.log, "ab")
+            self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT if out else None,
+                                         env=self.environment(), cwd=ROOT, start_new_session=True)
+            if out:
+                out.close()
+            wait_for(self.name, self.ready, timeout, proc=self.proc, log=self.log)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exit_reason(self) -> str:
+        code = None if self.proc is None else self.proc.poll()
+        if code is None:
+            return "is not running"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
+    def restart(self) -> None:
+        with self.lock:
+            self._kill_leftovers()
+            self.start()
+
+    def _kill_leftovers(self) -> None:
+        """Children of a dead main process (Kamailio's workers) must not keep its sockets."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
 
     def stop(self, timeout: float = 10) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        with self.lock:
+            self.wanted = False
+            if self.proc is None:
+                return
+            if self.proc.poll() is not None:
+                self._kill_leftovers()
+                return
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 class RtpEngine(Process):
@@ -218,6 +302,9 @@ class RtpEngine(Process):
 class Kamailio(Process):
     name = "kamailio"
 
+    def exit_reason(self) -> str:
+        return super().exit_reason() + " (Kamailio's main process exits when any child dies; see its log)"
+
     def command(self) -> list[str]:
         s = self.settings
         run_dir = Path(s.var_dir) / "run"
@@ -240,8 +327,7 @@ class Kamailio(Process):
         site = ROOT / ".venv" / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
         env["PYTHONPATH"] = f"{ROOT}:{site}"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        from tools.exporter import fresh_metrics_dir  # here: tools.exporter imports this module
-        env["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(self.settings))  # kemi/metrics.py
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_directory(self.settings))  # kemi/metrics.py
         return env
 
     def ready(self) -> bool:
@@ -279,6 +365,36 @@ class JournalShipper(Process):
         super().stop(timeout)
 
 
+class DirectoryLoader(Process):
+    """tools/directory_loader.py: the only reader of routing data from PostgreSQL; writes the
+    snapshot file every SIP worker reads (kemi/store.py). Ready: the file exists."""
+
+    name = "directory_loader"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tools.directory_loader"]
+
+    def environment(self) -> dict[str, str]:
+        env = {**os.environ, **self.settings.to_env()}
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_directory(self.settings))
+        return env
+
+    def ready(self) -> bool:
+        from kemi.store import snapshot_path
+        return snapshot_path(self.settings.var_dir).exists()
+
+    def start(self, timeout: float = 30, inherit_output: bool | None = None) -> None:
+        super().start(timeout, inherit_output)
+
+
+def metrics_directory(settings: Settings) -> Path:
+    """prometheus_client's multiprocess directory; emptied once per stack start (Stack.start)."""
+    from tools.exporter import metrics_dir  # here: tools.exporter imports this module
+    path = metrics_dir(settings)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def sip_options(host: str, port: int, timeout: float = 0.3) -> int | None:
     """Send one OPTIONS to the proxy itself; returns the reply code or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -302,38 +418,83 @@ def sip_options(host: str, port: int, timeout: float = 0.3) -> int | None:
 
 
 class Stack:
-    def __init__(self, settings: Settings, durable: bool = True):
+    def __init__(self, settings: Settings, durable: bool = True, private_postgres: bool | None = None):
         if settings.rtp_port_min <= settings.sip_port <= settings.rtp_port_max:
             # rtpengine could take the SIP port for a call; Kamailio would then hear no SIP.
             raise StackError(f"KEMI_SIP_PORT {settings.sip_port} lies inside the RTP port range "
                              f"{settings.rtp_port_min}-{settings.rtp_port_max}")
         self.settings = settings
-        self.postgres = None if settings.dsn else Postgres(settings, durable)
+        if private_postgres is None:
+            private_postgres = not settings.dsn
+        self.postgres = Postgres(settings, durable) if private_postgres else None
+        self.loader = DirectoryLoader(settings)
         self.rtpengine = RtpEngine(settings)
         self.kamailio = Kamailio(settings)
         from tools.exporter import Exporter  # here: tools.exporter imports this module
         self.exporter = Exporter(settings)
         self.shipper = JournalShipper(settings)
+        self.supervisor: Supervisor | None = None
+
+    @property
+    def supervised(self) -> list:
+        """What the supervisor restarts when it dies, in start order. One more supervised
+        process: one more Process subclass and one more entry here."""
+        return [p for p in (self.postgres, self.loader, self.shipper, self.rtpengine, self.kamailio,
+                            self.exporter) if p is not None]
 
     def start_database(self) -> None:
         if self.postgres:
             self.postgres.start()
         migrate.apply(self.settings.database_url, log=lambda m: print(m, file=sys.stderr))
 
-    def start(self, inherit_kamailio_output: bool = False) -> None:
+    def start(self, inherit_kamailio_output: bool = False, before_processes=None, say=lambda _m: None,
+              supervise: bool = True) -> None:
         self.start_database()
+        if before_processes:
+            before_processes()
+        from tools.exporter import fresh_metrics_dir
+        fresh_metrics_dir(self.settings)   # an earlier run's values must not be summed in
+        restarts_file(self.settings.var_dir).unlink(missing_ok=True)
+        self.loader.start()
         self.shipper.start()
+        say(f"journal: shipping {self.settings.var_dir}/journal to the database, log {self.shipper.log}")
         self.rtpengine.start()
-        self.kamailio.start(inherit_output=inherit_kamailio_output)
+        say(f"rtpengine: NG on {self.settings.rtpengine_ng}, log {self.rtpengine.log}")
         self.exporter.start()
+        say(f"metrics: {self.exporter.url} (rtpengine's: http://{self.settings.rtpengine_http}/metrics)")
+        say(f"kamailio: SIP on udp+tcp {self.settings.sip_address}:{self.settings.sip_port} "
+            f"(realm {self.settings.realm!r}); Ctrl-C stops everything")
+        self.kamailio.start(inherit_output=inherit_kamailio_output)
+        if supervise:
+            self.supervisor = Supervisor(self.supervised, self.settings.var_dir, log=supervisor_log(self.settings))
+            self.supervisor.start()
 
     def stop(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop()
         self.exporter.stop()
         self.kamailio.stop()
         self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
+        self.loader.stop()
         self.rtpengine.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+def supervisor_log(settings: Settings):
+    """Supervisor lines go to stderr (the `make run` terminal) and to var/log/supervisor.log."""
+    path = Path(settings.var_dir) / "log" / "supervisor.log"
+
+    def log(message: str) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        print(line, file=sys.stderr, flush=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+    return log
 
 
 def run() -> int:
@@ -344,20 +505,10 @@ def run() -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        stack.start_database()
-        demo.load_if_empty(settings)
-        stack.shipper.start()
-        print(f"journal: shipping {settings.var_dir}/journal to the database, log {stack.shipper.log}")
-        stack.rtpengine.start()
-        print(f"rtpengine: NG on {settings.rtpengine_ng}, log {stack.rtpengine.log}")
-        stack.exporter.start()
-        print(f"metrics: {stack.exporter.url} (rtpengine's: http://{settings.rtpengine_http}/metrics)")
-        print(f"kamailio: SIP on udp+tcp {settings.sip_address}:{settings.sip_port} "
-              f"(realm {settings.realm!r}); Ctrl-C stops everything")
-        stack.kamailio.start(inherit_output=True)
-        stack.kamailio.proc.wait()
-        print("kamailio exited", file=sys.stderr)
-        return 1
+        stack.start(inherit_kamailio_output=True, before_processes=lambda: demo.load_if_empty(settings),
+                    say=print)
+        while True:   # the supervisor thread restarts what dies; Ctrl-C ends this
+            time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping ...", file=sys.stderr)
         return 0
