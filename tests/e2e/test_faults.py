@@ -210,3 +210,33 @@ def test_killed_kamailio_worker_is_restarted_and_calls_resume(faulty):
     assert after.proc.returncode == 0, explain(after, faulty.logs())
     assert ok + failed == load.count
     assert ok >= load.count * 0.75, (ok, failed)
+
+
+def loader_log(proxy) -> str:
+    return proxy.stack.loader.log.read_text(errors="replace")
+
+
+def test_database_dropping_packets_never_blocks_calls(faulty):
+    (a, pa), (b, pb) = faulty.subscriber(), faulty.subscriber()
+    callee = faulty.phone(b, pb, calls=10000)
+    faulty.relay.dropping = True      # from now on the database hears and answers nothing
+    try:
+        load = Load(faulty, a, pa, b, count=20 * RATE)
+        # the loader notices (its idle check has a deadline) while calls flow
+        wait_until(lambda: loader_log(faulty).count("database unreachable") >= 1, timeout=40)
+        ok, failed = load.wait()
+        probe_started = time.monotonic()
+        assert sip_options(*faulty.address, timeout=2) == 200
+        probe = time.monotonic() - probe_started
+    finally:
+        healed = time.monotonic()
+        faulty.relay.heal()
+    print(f"\ndatabase black hole: {ok} of {load.count} calls completed, {failed} failed; "
+          f"OPTIONS answered in {probe * 1000:.0f} ms")
+    assert failed == 0 and ok == load.count, explain(load.sipp, faulty.logs())
+    # after the database is back, provisioning changes reach the workers again
+    wait_until(lambda: "database back" in loader_log(faulty), timeout=30)
+    print(f"loader reconnected {time.monotonic() - healed:.1f} s after the database came back")
+    faulty.kemictl("subscriber", "disable", b)
+    call = faulty.call(a, pa, b, expect=480)
+    assert call.proc.returncode == 0, explain(call, faulty.logs())
