@@ -434,6 +434,7 @@ class Stack:
         self.exporter = Exporter(settings)
         self.shipper = JournalShipper(settings)
         self.supervisor: Supervisor | None = None
+        self.media_gate: MediaGate | None = None
 
     @property
     def supervised(self) -> list:
@@ -466,10 +467,15 @@ class Stack:
             f"(realm {self.settings.realm!r}); Ctrl-C stops everything")
         self.kamailio.start(inherit_output=inherit_kamailio_output)
         if supervise:
-            self.supervisor = Supervisor(self.supervised, self.settings.var_dir, log=supervisor_log(self.settings))
+            log = supervisor_log(self.settings)
+            self.supervisor = Supervisor(self.supervised, self.settings.var_dir, log=log)
             self.supervisor.start()
+            self.media_gate = MediaGate(self, log)
+            self.media_gate.start()
 
     def stop(self) -> None:
+        if self.media_gate is not None:
+            self.media_gate.stop()
         if self.supervisor is not None:
             self.supervisor.stop()
         self.exporter.stop()
@@ -479,6 +485,70 @@ class Stack:
         self.rtpengine.stop()
         if self.postgres:
             self.postgres.stop()
+
+
+class MediaGate:
+    """Keeps SIP workers from waiting on a hung rtpengine. Kamailio's rtpengine module only
+    learns that rtpengine hangs by timing out a call's command (each worker on its own), and
+    re-tests it with pings that block workers again. This thread pings rtpengine itself
+    every INTERVAL s (TIMEOUT s each); after MISSES misses it switches the module's rtpengine
+    off (`rtpengine.enable all 0`: calls connect at once, media end to end) and back on as
+    soon as rtpengine answers again. While rtpengine is healthy it re-enables every REFRESH s,
+    which also ends a false "disabled" that one slow reply caused in the module."""
+
+    INTERVAL, TIMEOUT, MISSES, REFRESH = 0.25, 0.2, 2, 5.0
+
+    def __init__(self, stack: "Stack", log):
+        self.stack = stack
+        self.log = log
+        self.client = NgClient(stack.settings.rtpengine_ng, timeout=self.TIMEOUT, retries=0)
+        self.healthy = True
+        self.misses = 0
+        self.last_rpc = 0.0
+        self.down_since = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="media-gate", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _ping(self) -> bool:
+        try:
+            return self.client.ping()
+        except (NgError, OSError):
+            return False
+
+    def _switch(self, on: bool) -> None:
+        self.last_rpc = time.monotonic()
+        if self.stack.kamailio.alive():
+            self.stack.kamailio.rpc("rtpengine.enable", "all", "1" if on else "0")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            try:
+                self.check(self._ping())
+            except Exception as err:   # never let the gate die
+                self.log(f"media gate: {err!r}")
+
+    def check(self, answered: bool) -> None:
+        now = time.monotonic()
+        self.misses = 0 if answered else self.misses + 1
+        if self.healthy and self.misses >= self.MISSES:
+            self.healthy, self.down_since = False, now
+            self._switch(False)
+            self.log(f"media gate: rtpengine does not answer NG pings ({self.MISSES} x {self.TIMEOUT} s); "
+                     "calls connect without media anchoring until it does")
+        elif not self.healthy and answered:
+            self.healthy = True
+            self._switch(True)
+            self.log(f"media gate: rtpengine answers again after {now - self.down_since:.1f} s; "
+                     "media anchoring back on")
+        elif now - self.last_rpc > self.REFRESH:
+            self._switch(self.healthy)   # also after a Kamailio restart, which forgets the switch
 
 
 def supervisor_log(settings: Settings):

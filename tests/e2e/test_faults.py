@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -110,7 +111,7 @@ class Relay:
 
 
 @pytest.fixture(scope="module")
-def faulty():
+def faulty(request):
     """A stack of its own whose SIP side reaches PostgreSQL through the relay."""
     base = Path(tempfile.mkdtemp(prefix="kemi-faults-"))
     workdir = base / "sipp"
@@ -140,6 +141,8 @@ def faulty():
     stack.stop()
     relay.close()
     stack.postgres.remove()
+    if request.session.testsfailed == 0:   # keep the logs of a failure
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -240,3 +243,26 @@ def test_database_dropping_packets_never_blocks_calls(faulty):
     faulty.kemictl("subscriber", "disable", b)
     call = faulty.call(a, pa, b, expect=480)
     assert call.proc.returncode == 0, explain(call, faulty.logs())
+
+
+def rtpengine_calls(proxy) -> list[str]:
+    from rtpengine.ng import NgClient
+    return NgClient(proxy.settings.rtpengine_ng, timeout=1, retries=1).list_calls(limit=1000)
+
+
+def test_hung_rtpengine_costs_each_call_a_bounded_delay(faulty):
+    (a, pa), (b, pb) = faulty.subscriber(), faulty.subscriber()
+    callee = faulty.phone(b, pb, calls=10000)
+    rtp = faulty.stack.rtpengine.proc
+    load = Load(faulty, a, pa, b, count=50 * RATE)
+    time.sleep(5)           # calls flow normally first (load profile)
+    os.kill(rtp.pid, signal.SIGSTOP)     # our own stack's rtpengine only
+    try:
+        time.sleep(30)      # the fault lasts 30 s by definition of the test
+    finally:
+        os.kill(rtp.pid, signal.SIGCONT)
+    ok, failed = load.wait()
+    print(f"\nrtpengine stopped 30 s: {ok} of {load.count} calls completed, {failed} failed")
+    assert ok >= load.count * 0.99, (ok, failed, explain(load.sipp, faulty.logs()))
+    # sessions of calls that ended, anchored or not, are deleted
+    wait_until(lambda: rtpengine_calls(faulty) == [], timeout=60)
