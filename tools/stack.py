@@ -8,6 +8,7 @@ Readiness is always asked for (pg_isready-style connect, NG ping, SIP OPTIONS), 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -494,9 +495,14 @@ class MediaGate:
     every INTERVAL s (TIMEOUT s each); after MISSES misses it switches the module's rtpengine
     off (`rtpengine.enable all 0`: calls connect at once, media end to end) and back on as
     soon as rtpengine answers again. While rtpengine is healthy it re-enables every REFRESH s,
-    which also ends a false "disabled" that one slow reply caused in the module."""
+    which also ends a false "disabled" that one slow reply caused in the module.
+
+    When rtpengine comes back it works through the commands queued while it hung, creating
+    sessions for offers Kamailio gave up on; twice after a recovery (RECONCILE s later) the
+    gate deletes every rtpengine session older than MIN_AGE s that has no Kamailio dialog."""
 
     INTERVAL, TIMEOUT, MISSES, REFRESH = 0.25, 0.2, 2, 5.0
+    RECONCILE, MIN_AGE = (3.0, 15.0), 2.0
 
     def __init__(self, stack: "Stack", log):
         self.stack = stack
@@ -506,6 +512,7 @@ class MediaGate:
         self.misses = 0
         self.last_rpc = 0.0
         self.down_since = 0.0
+        self.reconcile_at: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="media-gate", daemon=True)
 
@@ -547,8 +554,34 @@ class MediaGate:
             self._switch(True)
             self.log(f"media gate: rtpengine answers again after {now - self.down_since:.1f} s; "
                      "media anchoring back on")
+            self.reconcile_at = [now + delay for delay in self.RECONCILE]
         elif now - self.last_rpc > self.REFRESH:
             self._switch(self.healthy)   # also after a Kamailio restart, which forgets the switch
+        if self.healthy and self.reconcile_at and now >= self.reconcile_at[0]:
+            self.reconcile_at.pop(0)
+            self.reconcile()
+
+    def reconcile(self) -> int:
+        """Delete rtpengine sessions no Kamailio dialog knows (calls that failed or were
+        connected unanchored while rtpengine hung). Returns how many were deleted."""
+        client = NgClient(self.stack.settings.rtpengine_ng, timeout=2, retries=1)
+        dialogs = set(re.findall(r"call-id:\s*(\S+)", self.stack.kamailio.rpc("dlg.list")))
+        deleted = 0
+        for call_id in client.list_calls(limit=100000):
+            if call_id in dialogs:
+                continue
+            try:
+                created = client.query(call_id).get("created", 0)
+                if time.time() - float(created or 0) < self.MIN_AGE:
+                    continue
+                client.delete(call_id)
+                deleted += 1
+            except NgError:
+                continue   # ended meanwhile
+        if deleted:
+            self.log(f"media gate: deleted {deleted} rtpengine session(s) without a call "
+                     "(offers rtpengine handled after Kamailio had given up on them)")
+        return deleted
 
 
 def supervisor_log(settings: Settings):

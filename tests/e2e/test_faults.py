@@ -266,3 +266,30 @@ def test_hung_rtpengine_costs_each_call_a_bounded_delay(faulty):
     assert ok >= load.count * 0.99, (ok, failed, explain(load.sipp, faulty.logs()))
     # sessions of calls that ended, anchored or not, are deleted
     wait_until(lambda: rtpengine_calls(faulty) == [], timeout=60)
+
+
+@pytest.mark.parametrize("broken, why", [
+    ("m=audio notaport RTP/AVP 0", "m= line 1 needs"),
+    ("m=audio [media_port] RTP/AVP 0\n      c=IN IP4 300.1.2.3", "must be an IP address"),
+])
+def test_malformed_sdp_gets_its_own_488_and_media_anchoring_stays_on(faulty, broken, why):
+    (a, pa), (b, pb), (c, pc) = faulty.subscriber(), faulty.subscriber(), faulty.subscriber()
+    callee = faulty.phone(b, pb, calls=10)
+    setup = (sipp.SCENARIOS / "call_setup.part").read_text().replace("m=audio [media_port] RTP/AVP 0", broken)
+    part = faulty.workdir / f"bad-sdp-{uuid.uuid4().hex[:6]}.part"
+    part.write_text(setup)
+    scenario = sipp.render("call_rejected.xml", faulty.workdir, setup=str(part), expect=488)
+    bad = sipp.Sipp(scenario, [f"{faulty.address[0]}:{faulty.address[1]}", "-p", str(free_port()),
+                               "-mp", str(sipp.media_port()), "-s", a, "-au", a, "-ap", pa, "-key", "dial", b,
+                               "-m", "3", "-timeout", "30s", "-timeout_error"], faulty.workdir, f"bad-sdp-{a}")
+    assert bad.wait(40) == 0, explain(bad, faulty.logs())
+    replies = bad.received("SIP/2.0 488")
+    assert replies and why in replies[0].splitlines()[0], replies[:1]
+    assert callee.invites() == []                      # it never reached the phone
+    shown = faulty.stack.kamailio.rpc("rtpengine.show", "all")
+    assert "disabled: 0" in shown.replace("\t", " ") or "disabled:0" in shown.replace(" ", ""), shown
+    # another caller's call right after is anchored by rtpengine as usual
+    good = faulty.call(c, pc, b)
+    assert good.proc.returncode == 0, explain(good, faulty.logs())
+    port = int(callee.invites()[0].split("m=audio ", 1)[1].split()[0])
+    assert faulty.settings.rtp_port_min <= port <= faulty.settings.rtp_port_max, "not anchored"
