@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import select
 import shutil
 import signal
@@ -20,6 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -206,6 +208,10 @@ def test_killed_kamailio_worker_is_restarted_and_calls_resume(faulty):
     print(f"\nworker kill: {ok} of {load.count} calls completed, {failed} failed; SIP answered again "
           f"{recovered:.1f} s after the kill; restarts {read_restarts(faulty.settings.var_dir)}")
     assert read_restarts(faulty.settings.var_dir).get("kamailio", 0) >= 1
+    with urllib.request.urlopen(faulty.stack.exporter.url, timeout=10) as resp:
+        exported = resp.read().decode()
+    assert re.search(r'^kemi_process_restarts_total\{process="kamailio"\} [1-9]', exported, re.M), \
+        [ln for ln in exported.splitlines() if "restarts" in ln]
     supervisor_log = (Path(faulty.settings.var_dir) / "log" / "supervisor.log").read_text()
     assert "kamailio was killed by" in supervisor_log or "kamailio exited" in supervisor_log, supervisor_log
     # calls resume: calls after the restart complete, and the registration survived it
