@@ -88,7 +88,7 @@ class Relay:
                     if not data:
                         return
                     peers[s].sendall(data)
-        except OSError:
+        except (OSError, ValueError):   # closed by heal()
             return
         finally:
             if not self.dropping:
