@@ -173,8 +173,15 @@ class Load:
         self.sipp.wait(self.count / RATE + 90)
         with open(self.stats) as f:
             rows = list(csv.DictReader(f, delimiter=";"))
-        last = rows[-1]
+        last = self.last = rows[-1]
         return int(last["SuccessfulCall(C)"]), int(last["FailedCall(C)"])
+
+    def setup_times(self) -> str:
+        """SIPp's cumulative distribution of INVITE-to-200 times (ResponseTimeRepartition)."""
+        buckets = ", ".join(f"{k.split('_', 1)[1]} ms: {v}" for k, v in self.last.items()
+                            if str(k).startswith("ResponseTimeRepartition1_") and v not in ("0", "", None))
+        mean = self.last.get("ResponseTime1(C)", "?").rsplit(":", 1)[-1]
+        return f"{buckets}; mean {int(mean) / 1000 if mean.isdigit() else mean} ms"
 
 
 def kamailio_workers(proxy) -> list[int]:
@@ -205,7 +212,8 @@ def test_killed_kamailio_worker_is_restarted_and_calls_resume(faulty):
                timeout=30)
     recovered = time.monotonic() - started
     ok, failed = load.wait()
-    print(f"\nworker kill: {ok} of {load.count} calls completed, {failed} failed; SIP answered again "
+    print(f"\nworker kill: {ok} of {load.count} calls completed, {failed} failed (setup {load.setup_times()}); "
+          f"SIP answered again "
           f"{recovered:.1f} s after the kill; restarts {read_restarts(faulty.settings.var_dir)}")
     assert read_restarts(faulty.settings.var_dir).get("kamailio", 0) >= 1
     with urllib.request.urlopen(faulty.stack.exporter.url, timeout=10) as resp:
@@ -240,7 +248,8 @@ def test_database_dropping_packets_never_blocks_calls(faulty):
     finally:
         healed = time.monotonic()
         faulty.relay.heal()
-    print(f"\ndatabase black hole: {ok} of {load.count} calls completed, {failed} failed; "
+    print(f"\ndatabase black hole: {ok} of {load.count} calls completed, {failed} failed "
+          f"(setup {load.setup_times()}); "
           f"OPTIONS answered in {probe * 1000:.0f} ms")
     assert failed == 0 and ok == load.count, explain(load.sipp, faulty.logs())
     # after the database is back, provisioning changes reach the workers again
@@ -268,7 +277,8 @@ def test_hung_rtpengine_costs_each_call_a_bounded_delay(faulty):
     finally:
         os.kill(rtp.pid, signal.SIGCONT)
     ok, failed = load.wait()
-    print(f"\nrtpengine stopped 30 s: {ok} of {load.count} calls completed, {failed} failed")
+    print(f"\nrtpengine stopped 30 s: {ok} of {load.count} calls completed, {failed} failed; "
+          f"call setup (first INVITE to 200, with the 407 round): {load.setup_times()}")
     assert ok >= load.count * 0.99, (ok, failed, explain(load.sipp, faulty.logs()))
     # sessions of calls that ended, anchored or not, are deleted
     wait_until(lambda: rtpengine_calls(faulty) == [], timeout=60)
