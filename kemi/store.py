@@ -77,11 +77,15 @@ def snapshot_path(var_dir: str) -> Path:
     return Path(var_dir) / "run" / "directory.pickle"
 
 
-def write_snapshot(path: Path, directory: Directory) -> None:
-    """Atomically replace the snapshot file (readers see the old or the new one, never half)."""
+def write_snapshot(path: Path, directory: Directory, loaded_since_ns: int | None = None) -> None:
+    """Atomically replace the snapshot file (readers see the old or the new one, never half).
+    Its modification time is set to when the load began (`loaded_since_ns`, wall clock), so
+    kemictl can tell that a snapshot includes what it committed (provision/live.py)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         pickle.dump(directory, f, protocol=pickle.HIGHEST_PROTOCOL)
+    if loaded_since_ns is not None:
+        os.utime(tmp, ns=(loaded_since_ns, loaded_since_ns))
     os.replace(tmp, path)
 
 

@@ -72,10 +72,10 @@ class Loader:
         self.load()   # notifications sent while away are lost: always load afresh
 
     def load(self) -> None:
-        started = time.monotonic()
+        started, since = time.monotonic(), time.time_ns()
         with deadline():
             directory = load_directory(self.conn)
-        write_snapshot(self.path, directory)
+        write_snapshot(self.path, directory, loaded_since_ns=since)
         log(f"snapshot written: {len(directory.subscribers)} subscribers in "
             f"{(time.monotonic() - started) * 1000:.1f} ms")
 
