@@ -22,6 +22,7 @@ e2e: setup
 bench: setup
 	@.venv/bin/python -m bench.run $(ARGS)
 
+# Everything the checkout created: var/ here and its database cluster under /var/lib/kemi.
 clean:
-	@.venv/bin/python -m tools.stack stop 2>/dev/null || true
+	@/usr/bin/python3 -m tools.pgdir clean
 	rm -rf var

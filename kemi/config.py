@@ -44,6 +44,11 @@ class Settings:
     # Where runtime state lives (database cluster, sockets, logs).
     var_dir: str = str(ROOT / "var")
 
+    # faults: where the private PostgreSQL cluster lives (data, sockets, its log). Empty:
+    # /var/lib/kemi/<name>-<hash of var_dir> (tools/pgdir.py), a place the postgres user can
+    # reach wherever the checkout is.
+    pg_dir: str = ""
+
     @property
     def database_url(self) -> str:
         """libpq DSN for psycopg."""

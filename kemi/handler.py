@@ -13,7 +13,7 @@ import traceback
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
+from kemi import hunt, instrument, journal, listen, media, outbound, queueing, ring, routing, trunks
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -333,6 +333,8 @@ class Handler:
         if isinstance(plan, routing.Reject):
             log_info(f"call {caller} -> {pv('$rU')}: {plan.status} {plan.reason}")
             ring.reply(plan.status, plan.reason, fresh)
+            return EXIT
+        if fresh and media.refuse_malformed_sdp():   # faults: its own 488, rtpengine stays on
             return EXIT
         if fresh:
             KSR.rr.record_route()

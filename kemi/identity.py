@@ -7,12 +7,28 @@ never trusted: the handler removes them before anything is added.
 from __future__ import annotations
 
 import random
+import unicodedata
 from dataclasses import dataclass
 
 from kemi.directory import Subscriber, Trunk
 
 ANONYMOUS_DISPLAY = "Anonymous"
 ANONYMOUS_URI = "sip:anonymous@anonymous.invalid"
+DISPLAY_MAX = 128   # characters of a display name written into a header
+
+
+def quoted_display(display: str | None) -> str:
+    """A display name as an RFC 3261 quoted-string, safe whatever it holds: provisioned text
+    is checked on the way in, but a phone's or trunk's own display name is not. Control,
+    format and separator characters become spaces, the length is capped, and \\ and " are
+    escaped. Empty or None gives "" (no display name)."""
+    if not display:
+        return ""
+    clean = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") else c
+                    for c in display[:DISPLAY_MAX]).strip()
+    if not clean:
+        return ""
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class IdentityError(ValueError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi.identity import Identity
+from kemi.identity import Identity, quoted_display
 
 EXIT = -255
 IDENTITY_HEADERS = ("P-Asserted-Identity", "P-Preferred-Identity")
@@ -46,9 +46,7 @@ def strip_identity_headers() -> None:
 
 
 def quoted(display: str | None) -> str:
-    if not display:
-        return ""
-    return '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return quoted_display(display)  # kemi/identity.py: escaping, control characters, length
 
 
 def replace_from(display: str | None, uri: str) -> None:

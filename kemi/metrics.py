@@ -146,6 +146,18 @@ KAMAILIO_STATS = {
 }
 
 
+def restart_family(restarts: dict[str, int]):
+    """faults: processes the launcher restarted (tools/supervise.py writes the counts)."""
+    from prometheus_client.core import CounterMetricFamily
+    family = CounterMetricFamily(f"{PREFIX}_process_restarts", "Processes the launcher restarted after they "
+                                 "died (kamailio, rtpengine, postgres, exporter, journal_shipper, "
+                                 "directory_loader)", labels=["process"])
+    known = ("kamailio", "rtpengine", "postgres", "exporter", "journal_shipper", "directory_loader")
+    for name in dict.fromkeys((*known, *sorted(restarts))):
+        family.add_metric([name], float(restarts.get(name, 0)))
+    return family
+
+
 def probe_families(values: dict[str, float | None]) -> list[GaugeMetricFamily]:
     """The exporter's own gauges from one scrape's probe results (None: not measured)."""
     out = []

@@ -1,15 +1,20 @@
-"""Data layer: loads the Directory from PostgreSQL and keeps it fresh, one copy per worker.
+"""Data layer: loads the Directory from PostgreSQL; each SIP worker reads it from a local file.
 
-The per-call path never queries the database. Each worker holds one connection that LISTENs
-on `kemi_config` (the provisioning triggers NOTIFY it); before each call the worker checks
-the socket without blocking and reloads the whole snapshot if anything changed. If the
-database goes away the last snapshot keeps serving and reconnects are retried at most every
-`retry_interval` seconds, so a short outage does not stop routing.
+No SIP worker ever talks to the database (issue 9: a database that drops packets must never
+block a worker). One process outside Kamailio, the directory loader
+(`tools/directory_loader.py`, supervised by the launcher), LISTENs on `kemi_config` (the
+provisioning triggers NOTIFY it), loads the whole snapshot with `load_directory` after each
+change and writes it atomically (write + rename) to `var/run/directory.pickle`. Before each
+call a worker `stat`s that file (about a microsecond) and reads it again only when it was
+replaced. If the database goes away or hangs, the loader waits and retries while every worker
+keeps routing from the last file.
 """
 from __future__ import annotations
 
-import select
+import os
+import pickle
 import time
+from pathlib import Path
 from typing import Callable
 
 import psycopg
@@ -68,82 +73,58 @@ def load_directory(conn: psycopg.Connection) -> Directory:
     return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors)
 
 
+def snapshot_path(var_dir: str) -> Path:
+    return Path(var_dir) / "run" / "directory.pickle"
+
+
+def write_snapshot(path: Path, directory: Directory, loaded_since_ns: int | None = None) -> None:
+    """Atomically replace the snapshot file (readers see the old or the new one, never half).
+    Its modification time is set to when the load began (`loaded_since_ns`, wall clock), so
+    kemictl can tell that a snapshot includes what it committed (provision/live.py)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(directory, f, protocol=pickle.HIGHEST_PROTOCOL)
+    if loaded_since_ns is not None:
+        os.utime(tmp, ns=(loaded_since_ns, loaded_since_ns))
+    os.replace(tmp, path)
+
+
 class DirectoryCache:
-    def __init__(self, dsn: str, log: Callable[[str], None] = lambda _m: None,
-                 retry_interval: float = 2.0, connect_timeout: int = 2):
-        self.dsn = dsn
+    """The worker side: the current snapshot from the loader's file, re-read only when the
+    file was replaced. Never any network I/O; never raises."""
+
+    def __init__(self, dsn: str = "", log: Callable[[str], None] = lambda _m: None,
+                 path: Path | None = None):
+        from kemi.config import Settings
+        self.path = path or snapshot_path(Settings.from_env().var_dir)
         self.log = log
-        self.retry_interval = retry_interval
-        self.connect_timeout = connect_timeout
-        self.conn: psycopg.Connection | None = None
         self.snapshot: Directory | None = None
         self.loaded_at = 0.0
         self.reloads = 0
-        self._next_attempt = 0.0
+        self._seen: tuple | None = None
 
     def get(self) -> Directory | None:
-        """The current snapshot, or None if the database was never reachable."""
-        if self.conn is not None and self._changed():
-            self._reload()
-        if self.conn is None:
-            # Also right after a lost connection is noticed: the database may be back
-            # already (a restart), and changes made meanwhile were never notified.
-            self._connect()
+        """The current snapshot, or None if the loader never wrote one."""
+        try:
+            st = os.stat(self.path)
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        if key is not None and key != self._seen:
+            self._load(key)
         metrics.directory_lookup(self.snapshot is not None)
         return self.snapshot
 
-    def _connect(self) -> None:
-        now = time.monotonic()
-        if now < self._next_attempt:
-            return
-        self._next_attempt = now + self.retry_interval
-        try:
-            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=self.connect_timeout)
-            conn.execute(f"LISTEN {CHANNEL}")
-        except psycopg.Error as err:
-            self.log(f"database unreachable, {'serving cached routes' if self.snapshot else 'no routes yet'}: {err}")
-            metrics.database_error("connect")
-            return
-        self.conn = conn
-        # Notifications sent while we were away are lost: always load afresh.
-        self._reload()
-
-    def _changed(self) -> bool:
-        """Drain pending notifications without blocking; True if any arrived."""
-        conn = self.conn
-        try:
-            readable, _, _ = select.select([conn.fileno()], [], [], 0)
-            if not readable:
-                return False
-            pgconn = conn.pgconn
-            pgconn.consume_input()
-            changed = False
-            while pgconn.notifies() is not None:
-                changed = True
-            if pgconn.status != psycopg.pq.ConnStatus.OK:
-                raise psycopg.OperationalError("connection closed by the server")
-            return changed
-        except (psycopg.Error, OSError, ValueError) as err:
-            self._drop(err)
-            return False
-
-    def _reload(self) -> None:
+    def _load(self, key: tuple) -> None:
         started = time.monotonic()
         try:
-            self.snapshot = load_directory(self.conn)
-        except psycopg.Error as err:
-            self._drop(err)
+            with open(self.path, "rb") as f:
+                snapshot = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
+            self.log(f"routing snapshot {self.path} unreadable, keeping the last one: {err}")
+            self._seen = key    # do not retry the same file on every call
             return
+        self.snapshot, self._seen = snapshot, key
         self.loaded_at = time.time()
         self.reloads += 1
-        metrics.directory_loaded(time.monotonic() - started, self.snapshot)
-
-    def _drop(self, err: Exception) -> None:
-        self.log(f"database connection lost, serving cached routes: {err}")
-        metrics.database_error("lost")
-        try:
-            self.conn.close()
-        except Exception:
-            pass
-        self.conn = None
-        self._next_attempt = 0.0   # try once at once; _connect() spaces out further attempts
+        metrics.directory_loaded(time.monotonic() - started, snapshot)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+import time
 
 import psycopg
 
 from kemi.config import Settings
 from provision import groups, store, trunks
-from provision import journal
+from provision import journal, live
 from provision.store import ProvisioningError
 
 
@@ -335,7 +336,12 @@ def main(argv: list[str] | None = None) -> int:
                         "did": cmd_did, "callerid": cmd_callerid,
                         "ringall": cmd_ringall, "queue": cmd_queue, "agent": cmd_agent,
                         "supervisor": cmd_supervisor, "journal": cmd_journal}
-            commands[args.area](args, conn, settings)
+            started_ns = time.time_ns()   # a load that began after this includes the commit below
+            commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
+        if live.changes_routing(args.area, getattr(args, "action", None)):
+            if not live.wait_until_live(settings.var_dir, started_ns):
+                print(f"note: committed, but the routing snapshot in {settings.var_dir} was not refreshed "
+                      f"within {live.TIMEOUT:.0f} s (is the stack's directory loader running?)", file=sys.stderr)
     except ProvisioningError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -2,12 +2,14 @@
 transaction each; errors name the field and the rule."""
 from __future__ import annotations
 
+import string
+
 import psycopg
 
 from kemi.directory import Directory
 from kemi.queue_strategy import STRATEGIES
 from kemi.store import load_directory
-from provision.store import LOCK, ProvisioningError, check_number, number_owner
+from provision.store import LOCK, ProvisioningError, check_number, check_text, number_owner
 from provision.trunks import NAME
 
 
@@ -51,11 +53,12 @@ def save_ringall(conn: psycopg.Connection, name: str, number: str | None, create
     _check_name(name)
     if display_format is not None:
         try:
-            display_format.format(group="g", caller="c")
-        except (KeyError, IndexError, ValueError) as err:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(display_format) if f is not None]
+        except ValueError as err:
             raise ProvisioningError(f"field 'display-format': only {{group}} and {{caller}} may be used ({err})") from None
-        if len(display_format) > 64:
-            raise ProvisioningError("field 'display-format': at most 64 characters")
+        if any(f not in ("group", "caller") or spec or conv for f, spec, conv in fields):
+            raise ProvisioningError("field 'display-format': only {group} and {caller} may be used")
+        check_text("display-format", display_format)
     if ring_timeout is not None and not 1 <= ring_timeout <= 600:
         raise ProvisioningError("field 'ring-timeout': must be between 1 and 600 seconds")
     with conn.transaction():

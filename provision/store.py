@@ -9,7 +9,7 @@ import psycopg
 
 from kemi import hunt
 from kemi.store import load_directory
-from provision import hunt_table, validate
+from provision import hunt_table, text, validate
 
 NUMBER = re.compile(r"^[0-9]{2,32}$")
 # Serialises provisioning writers, so validation always sees the state it writes against.
@@ -29,9 +29,17 @@ def check_number(field: str, value: str) -> None:
         raise ProvisioningError(f"field '{field}': {value!r} must be 2 to 32 digits")
 
 
-def check_password(password: str) -> None:
-    if len(password) < 8:
-        raise ProvisioningError("field 'password': must be at least 8 characters")
+def check_password(password: str, number: str) -> None:
+    problem = text.password_problem(password, number)
+    if problem:
+        raise ProvisioningError(problem)
+
+
+def check_text(field: str, value: str | None) -> None:
+    """Text that can reach a SIP header (provision/text.py); None and '' mean unset."""
+    problem = text.text_problem(field, value) if value else None
+    if problem:
+        raise ProvisioningError(problem)
 
 
 def number_owner(directory, number: str) -> str | None:
@@ -56,7 +64,8 @@ def number_owner(directory, number: str) -> str | None:
 def add_subscriber(conn: psycopg.Connection, number: str, password: str, realm: str,
                    display_name: str | None = None, active: bool = True) -> None:
     check_number("number", number)
-    check_password(password)
+    check_password(password, number)
+    check_text("name", display_name)
     with conn.transaction():
         conn.execute(LOCK)
         if conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone():
@@ -72,7 +81,8 @@ def add_subscriber(conn: psycopg.Connection, number: str, password: str, realm: 
 def change_subscriber(conn: psycopg.Connection, number: str, realm: str, password: str | None = None,
                       display_name: str | None = None, active: bool | None = None) -> None:
     if password is not None:
-        check_password(password)
+        check_password(password, number)
+    check_text("name", display_name)
     with conn.transaction():
         conn.execute(LOCK)
         if not conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone():

@@ -8,7 +8,7 @@ import re
 import psycopg
 
 from kemi.store import load_directory
-from provision.store import LOCK, NUMBER, ProvisioningError, check_number, number_owner
+from provision.store import LOCK, NUMBER, ProvisioningError, check_number, check_text, number_owner
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -127,6 +127,7 @@ def save_did(conn: psycopg.Connection, number: str, trunk: str, target: str, cal
         raise ProvisioningError("field 'caller-prefix': up to 16 of 0-9 + * #")
     if not re.match(r"^[0-9*#]{0,16}$", caller_suffix):
         raise ProvisioningError("field 'caller-suffix': up to 16 of 0-9 * #")
+    check_text("display-tag", display_tag)
     with conn.transaction():
         conn.execute(LOCK)
         trunk_id = _trunk_id(conn, trunk)
@@ -179,8 +180,7 @@ def set_caller_policy(conn: psycopg.Connection, subscriber: str, public_name: st
                       send_pai: bool | None = None) -> None:
     if default_caller_id:
         check_number("default-caller-id", default_caller_id)
-    if public_name is not None and len(public_name) > 64:
-        raise ProvisioningError("field 'public-name': at most 64 characters")
+    check_text("public-name", public_name)
     with conn.transaction():
         if not conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (subscriber,)).fetchone():
             raise ProvisioningError(f"field 'subscriber': {subscriber} does not exist")

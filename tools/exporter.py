@@ -95,7 +95,8 @@ class ProbeCollector:
         values["kamailio_up"] = 0.0 if stats is None else 1.0
         for key, stat in metrics.KAMAILIO_STATS.items():
             values[key] = (stats or {}).get(stat)
-        return metrics.probe_families(values)
+        from tools.supervise import read_restarts
+        return metrics.probe_families(values) + [metrics.restart_family(read_restarts(self.settings.var_dir))]
 
 
 def registry(settings: Settings, directory: Path, socket_path: Path):

@@ -59,7 +59,6 @@ class Proxy:
 @pytest.fixture(scope="session")
 def proxy():
     base = Path(tempfile.mkdtemp(prefix="kemi-e2e-"))
-    base.chmod(0o755)  # the postgres user must reach its data directory
     workdir = base / "sipp"
     workdir.mkdir()
     # Below the ephemeral range the SIP and SIPp ports come from (32768+), and below SIPp's
@@ -82,6 +81,8 @@ def proxy():
     for phone in proxy.phones:
         phone.stop()
     stack.stop()
+    if stack.postgres:
+        stack.postgres.remove()  # its cluster lives under /var/lib/kemi (tools/pgdir.py)
 
 
 @pytest.fixture(autouse=True)
