@@ -53,6 +53,12 @@ def uri_scheme(uri: str) -> str:
     return head.strip().lower() if sep else ""
 
 
+def first_line_uri(message: str) -> str | None:
+    """The Request-URI of a request's first line ("INVITE uri SIP/2.0"), None if unreadable."""
+    parts = message.split("\r\n", 1)[0].split(" ")
+    return parts[1] if len(parts) == 3 and parts[1] else None
+
+
 def screen(f: RequestFacts) -> Drop | Refuse | None:
     """The checks every request passes first, in this order."""
     if is_scanner(f.user_agent):

@@ -57,7 +57,10 @@ class Guard:
             metrics.edge_dropped("flood")
             return False
         method = pv("$rm") or ""
-        facts = edge.RequestFacts(method=method, ruri=pv("$ru"), version=pv("$rv"),
+        ruri = pv("$ru")
+        if ruri is None:   # not parsed (an unknown scheme?): the R-URI as written on the first line
+            ruri = edge.first_line_uri(pv("$(mb{s.substr,0,512})") or "")
+        facts = edge.RequestFacts(method=method, ruri=ruri, version=pv("$rv"),
                                   user_agent=pv("$ua") or "",
                                   proxy_require=pv("$(hdr(Proxy-Require)[*])") or "")
         verdict = edge.screen(facts)

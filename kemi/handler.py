@@ -49,15 +49,20 @@ class Handler:
         except Exception:
             return self._internal_error("request route")
 
-    def ksr_reply_route(self, msg) -> int:
-        """Every reply, before tm: replies toward a broadcast or multicast Via are dropped."""
+    def ksr_pre_routing(self, msg, evname: str = "") -> int:
+        """Every message first (kamailio.cfg kemi.pre_routing_callback): the edge's checks.
+        A message they stop is dropped here (after a reply where one is due)."""
         try:
-            if self.guard.reply_dropped():
-                KSR.set_drop()
-                return EXIT
+            if pv("$mt") == "2":      # a reply
+                stop = self.guard.reply_dropped()
+            else:
+                stop = not self.guard.admit(self._is_trunk)
         except Exception:
-            log_error("reply route (edge): " + traceback.format_exc())
-            instrument.handler_error("reply route", replied=False)
+            self._internal_error("edge") if pv("$mt") == "1" else log_error("edge: " + traceback.format_exc())
+            stop = True
+        if stop:
+            KSR.set_drop()
+            return EXIT
         return 1
 
     def ksr_failure_hunt(self, msg) -> int:
@@ -172,10 +177,6 @@ class Handler:
         return directory is not None and trunks.trunk_for_source(directory, ip, port) is not None
 
     def _request(self) -> int:
-        # The edge first (issue 9, kemi/guard.py): bans, flood limit, scanners, malformed
-        # requests, preloaded routes. Nothing else runs for a request it stops.
-        if not self.guard.admit(self._is_trunk):
-            return EXIT
         if KSR.maxfwd.process_maxfwd(10) < 0:
             KSR.sl.sl_send_reply(483, "Too Many Hops")
             return EXIT

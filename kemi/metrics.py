@@ -53,7 +53,7 @@ BAN_REASONS = ("flood", "auth", "tcp")
 METHODS = ("INVITE", "REGISTER")
 AGENT_STATES = ("idle", "ringing", "busy", "logged_out", "unregistered")
 QUEUE_OUTCOMES = ("answered", "timeout", "abandoned")
-KNOWN_ROUTES = ("request", "hunt_failure", "trunk_failure", "trunk_branch", "reply", "queue_dispatch",
+KNOWN_ROUTES = ("edge", "request", "hunt_failure", "trunk_failure", "trunk_branch", "reply", "queue_dispatch",
                 "queue_offer", "queue_timeout", "queue_failure")
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
