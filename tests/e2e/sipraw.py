@@ -116,7 +116,7 @@ class Client:
 
 def request(method: str, ruri: str, client: Client, from_user: str, to_user: str | None = None,
             call_id: str | None = None, cseq: int = 1, extra: str = "", body: str = "",
-            domain: str | None = None, tag: str | None = None) -> bytes:
+            domain: str | None = None, tag: str | None = None, contact: str | None = None) -> bytes:
     domain = domain or client.proxy[0]
     transport = "TCP" if client.tcp else "UDP"
     branch = "z9hG4bK" + uuid.uuid4().hex
@@ -129,7 +129,7 @@ def request(method: str, ruri: str, client: Client, from_user: str, to_user: str
              f"To: <sip:{to_user}@{domain}>",
              f"Call-ID: {call_id}",
              f"CSeq: {cseq} {method}",
-             f"Contact: <sip:{from_user}@{client.ip}:{client.port}>"]
+             f"Contact: {contact or f'<sip:{from_user}@{client.ip}:{client.port}>'}"]
     lines += [h for h in extra.split("\r\n") if h]
     if body:
         lines.append("Content-Type: application/sdp")
