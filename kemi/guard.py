@@ -27,12 +27,13 @@ def _get(table: str, key: str):
 
 
 def _inc(table: str, key: str) -> int:
-    KSR.htable.sht_inc(table, key)
-    value = _get(table, key)
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+    """Add one to a counter; a missing (or expired) counter starts at 1. sht_inc returns the
+    new value, or -255 when the item does not exist."""
+    count = KSR.htable.sht_inc(table, key)
+    if not isinstance(count, int) or count <= 0:
+        KSR.htable.sht_seti(table, key, 1)
+        count = 1
+    return count
 
 
 class Guard:

@@ -84,7 +84,8 @@ class Rpc:
         return parse_dump(text)
 
     def delete(self, table: str, key: str) -> bool:
-        return "error" not in self.call("htable.delete", table, key).lower()
+        # "s:" makes kamcmd send the key as a string (a number would go as an integer)
+        return "error" not in self.call("htable.delete", table, f"s:{key}").lower()
 
 
 def list_entries(rpc: Rpc, now: float | None = None) -> list[Entry]:
