@@ -157,13 +157,13 @@ def exempt_sources(text: str) -> frozenset[str]:
     return frozenset(a.strip() for a in text.split(",") if a.strip())
 
 
-def safe_text(value, limit: int = 200) -> str:
-    """Any value as printable text for a log line: control characters escaped, bounded."""
+def safe_text(value, limit: int = 200, newlines: bool = False) -> str:
+    """Any value as printable text for a log line: control characters and invalid UTF-8
+    escaped (newlines kept if asked, for tracebacks), bounded."""
     if value is None:
         return ""
     if isinstance(value, bytes):
         value = value.decode("utf-8", errors="backslashreplace")
-    text = str(value)
-    out = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in out)
+    text = str(value).encode("utf-8", errors="backslashreplace").decode("utf-8")
+    out = "".join(c if c.isprintable() or (newlines and c == "\n") else repr(c)[1:-1] for c in text)
     return out if len(out) <= limit else out[:limit] + "..."

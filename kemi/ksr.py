@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
+from kemi.edge import safe_text
 from kemi.identity import Identity
 
 EXIT = -255
@@ -13,14 +14,9 @@ def _log(fn, msg: str) -> None:
     """A log line that any text can be in (control characters and invalid UTF-8 escaped);
     logging never raises into a route."""
     try:
-        fn(f"kemi: {printable(msg)}\n")
+        fn(f"kemi: {safe_text(msg, 16000, newlines=True)}\n")
     except Exception:
         pass
-
-
-def printable(msg: str) -> str:
-    text = msg.encode("utf-8", errors="backslashreplace").decode("utf-8")
-    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
 
 
 def log_info(msg: str) -> None:
