@@ -153,6 +153,54 @@ def after_failure(source_failures: int, number_failures: int, limits: GuessLimit
             limits.per_number > 0 and number_failures >= limits.per_number)
 
 
+# ------------------------------------------------------------------ TCP
+
+@dataclass(frozen=True)
+class TcpConn:
+    id: int
+    src_ip: str
+    age: float            # seconds since the guard first saw it
+    completed: bool       # at least one whole SIP message arrived on it
+
+
+def tcp_sweep(conns: list[TcpConn], per_source: int, idle_seconds: float,
+              banned: frozenset[str] = frozenset()) -> tuple[list[int], list[str]]:
+    """(connections to close, addresses to ban) for one look at the TCP connection table.
+
+    - a connection that has not completed a SIP message within idle_seconds is closed;
+    - an address holding more than per_source such half-open connections loses all of them
+      at once and is banned (that many half-open connections are an attack);
+    - a banned address loses every connection.
+    Connections that carried SIP (registered phones, even many behind one NAT) are kept."""
+    by_ip: dict[str, list[TcpConn]] = {}
+    for c in conns:
+        by_ip.setdefault(c.src_ip, []).append(c)
+    close: list[int] = []
+    ban: list[str] = []
+    for ip, group in by_ip.items():
+        if ip in banned:
+            close += [c.id for c in group]
+            continue
+        half_open = [c for c in group if not c.completed]
+        over = per_source > 0 and len(half_open) > per_source
+        close += [c.id for c in half_open if over or c.age >= idle_seconds]
+        if over:
+            ban.append(ip)
+    return sorted(close), sorted(ban)
+
+
+def parse_tcp_list(result) -> list[tuple[int, str]]:
+    """(id, source address) of each connection in a core.tcp_list JSON-RPC result."""
+    rows = result if isinstance(result, list) else [result] if isinstance(result, dict) else []
+    out = []
+    for row in rows:
+        try:
+            out.append((int(row["id"]), str(row["src_ip"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 def exempt_sources(text: str) -> frozenset[str]:
     return frozenset(a.strip() for a in text.split(",") if a.strip())
 

@@ -8,6 +8,7 @@ lockout[NUMBER] = "auth:UNTIL", authfail["ip:ADDRESS" | "n:NUMBER"] = failures i
 """
 from __future__ import annotations
 
+import json
 import time
 
 import KSR  # provided by app_python3
@@ -15,7 +16,7 @@ import KSR  # provided by app_python3
 from kemi import edge, metrics
 from kemi.ksr import log_info, pv
 
-BAN, AUTHFAIL, LOCKOUT = "ban", "authfail", "lockout"
+BAN, AUTHFAIL, LOCKOUT, TCPOK = "ban", "authfail", "lockout", "tcpok"
 
 
 def _get(table: str, key: str):
@@ -43,8 +44,18 @@ class Guard:
         self.own = (settings.sip_address, settings.sip_port)
         self.ban_seconds = settings.ban_seconds
         self.lockout_seconds = settings.lockout_seconds
+        self.tcp_per_source = settings.tcp_connections_per_source
+        self.tcp_idle = settings.tcp_idle_seconds
+        self.first_seen: dict[int, float] = {}     # the TCP guard's own (one timer process)
 
     # ------------------------------------------------------------ every request, first
+
+    @staticmethod
+    def mark_stream() -> None:
+        """A whole SIP message (request or reply) arrived on this TCP/TLS connection: the
+        TCP guard keeps it."""
+        if pv("$pr") in ("tcp", "tls"):
+            KSR.htable.sht_seti(TCPOK, pv("$conid") or "0", 1)
 
     def admit(self, is_trunk) -> bool:
         """False: the request was dropped or answered here and the route must end.
@@ -134,3 +145,26 @@ class Guard:
         metrics.edge_dropped(verdict.reason)
         log_info(f"edge: reply {pv('$rs')} from {pv('$si')} dropped ({verdict.reason})")
         return True
+
+    # ------------------------------------------------------------ TCP (rtimer, every second)
+
+    def tcp_sweep(self) -> None:
+        """Close connections that never completed a SIP message in time, and every
+        half-open connection of an address over its limit (which is then banned)."""
+        KSR.jsonrpcs.exec('{"jsonrpc": "2.0", "method": "core.tcp_list", "id": 1}')
+        reply = json.loads(pv("$jsonrpl(body)") or "{}")
+        listed = edge.parse_tcp_list(reply.get("result"))
+        now = time.monotonic()
+        seen = {cid: self.first_seen.get(cid, now) for cid, _ in listed}
+        self.first_seen = seen
+        conns = [edge.TcpConn(cid, ip, now - seen[cid], _get(TCPOK, str(cid)) is not None) for cid, ip in listed]
+        banned = frozenset(ip for ip in {c.src_ip for c in conns} if _get(BAN, ip))
+        close, ban = edge.tcp_sweep(conns, self.tcp_per_source, self.tcp_idle, banned)
+        for ip in ban:
+            self.ban(ip, "tcp")
+        for cid in close:
+            KSR.tcpops.tcp_close_connection_id(cid)
+        if close:
+            metrics.tcp_closed(len(close))
+            log_info(f"edge: closed {len(close)} TCP connections (no SIP message in {self.tcp_idle}s, "
+                     f"or over {self.tcp_per_source} from one address: {', '.join(ban) or '-'})")

@@ -53,6 +53,7 @@ class Handler:
         """Every message first (kamailio.cfg kemi.pre_routing_callback): the edge's checks.
         A message they stop is dropped here (after a reply where one is due)."""
         try:
+            self.guard.mark_stream()
             if pv("$mt") == "2":      # a reply
                 stop = self.guard.reply_dropped()
             else:
@@ -81,6 +82,15 @@ class Handler:
         except Exception:
             log_error("queue dispatcher: " + traceback.format_exc())
             instrument.handler_error("queue dispatch", replied=False)
+        return 1
+
+    def ksr_tcp_guard(self, msg, evname: str = "") -> int:
+        """rtimer, every second: the TCP guard (kemi/guard.py)."""
+        try:
+            self.guard.tcp_sweep()
+        except Exception:
+            log_error("tcp guard: " + traceback.format_exc())
+            instrument.handler_error("tcp guard", replied=False)
         return 1
 
     def ksr_queue_offer(self, msg) -> int:

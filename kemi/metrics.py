@@ -53,7 +53,7 @@ BAN_REASONS = ("flood", "auth", "tcp")
 METHODS = ("INVITE", "REGISTER")
 AGENT_STATES = ("idle", "ringing", "busy", "logged_out", "unregistered")
 QUEUE_OUTCOMES = ("answered", "timeout", "abandoned")
-KNOWN_ROUTES = ("edge", "request", "hunt_failure", "trunk_failure", "trunk_branch", "reply", "queue_dispatch",
+KNOWN_ROUTES = ("edge", "tcp_guard", "request", "hunt_failure", "trunk_failure", "trunk_branch", "reply", "queue_dispatch",
                 "queue_offer", "queue_timeout", "queue_failure")
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -108,6 +108,8 @@ EDGE_BANS = Counter(f"{PREFIX}_edge_bans", "Source addresses banned for a while,
                     "too many failed authentications, tcp: too many connections)", ["reason"])
 EDGE_LOCKOUTS = Counter(f"{PREFIX}_edge_lockouts", "SIP numbers locked out after too many failed "
                         "authentications")
+EDGE_TCP_CLOSED = Counter(f"{PREFIX}_edge_tcp_closed", "TCP connections closed by the edge: no SIP "
+                          "message within tcp_idle_seconds, or half-open over the per-address limit")
 METRIC_ERRORS = Counter(f"{PREFIX}_metrics_errors", "Failed metric updates (swallowed, never raised into "
                         "a call)")
 
@@ -381,6 +383,11 @@ def edge_ban(reason: str) -> None:
 
 
 @safe
+def tcp_closed(n: int) -> None:
+    EDGE_TCP_CLOSED.inc(n)
+
+
+@safe
 def edge_lockout() -> None:
     EDGE_LOCKOUTS.inc()
 
@@ -455,6 +462,7 @@ def prime() -> None:
     for reason in BAN_REASONS:
         EDGE_BANS.labels(reason)
     EDGE_LOCKOUTS.inc(0)
+    EDGE_TCP_CLOSED.inc(0)
     for op in ("connect", "lost"):
         DB_ERRORS.labels(op)
     CALL_SEIZURES.labels("direct", "none")

@@ -129,3 +129,29 @@ def test_ban_target(text, expected):
 def test_ban_target_refused(text):
     with pytest.raises(ProvisioningError, match="field 'target'"):
         bans.target(text)
+
+
+def conn(cid, ip="192.0.2.5", age=0.0, completed=False):
+    return edge.TcpConn(cid, ip, age, completed)
+
+
+@pytest.mark.parametrize("conns,banned,expected", [
+    ([], frozenset(), ([], [])),
+    ([conn(1, age=3)], frozenset(), ([], [])),                                   # young: kept
+    ([conn(1, age=10)], frozenset(), ([1], [])),                                 # idle too long
+    ([conn(1, age=100, completed=True)], frozenset(), ([], [])),                 # carried SIP: kept
+    ([conn(i) for i in range(4)], frozenset(), ([], [])),                        # at the limit
+    ([conn(i) for i in range(5)], frozenset(), ([0, 1, 2, 3, 4], ["192.0.2.5"])),   # over it: all, and ban
+    ([conn(i, completed=True) for i in range(9)] + [conn(9)], frozenset(), ([], [])),  # a busy NAT is fine
+    ([conn(1, completed=True), conn(2, ip="192.0.2.6")], frozenset({"192.0.2.5"}), ([1], [])),
+    ([conn(i, ip=f"192.0.2.{i}") for i in range(10)], frozenset(), ([], [])),   # many addresses, one each
+])
+def test_tcp_sweep(conns, banned, expected):
+    assert edge.tcp_sweep(conns, per_source=4, idle_seconds=10, banned=banned) == expected
+
+
+def test_parse_tcp_list():
+    rows = [{"id": 1, "src_ip": "192.0.2.5", "state": "CONN_ACCEPT"}, {"id": "x"}, {"src_ip": "a"}]
+    assert edge.parse_tcp_list(rows) == [(1, "192.0.2.5")]
+    assert edge.parse_tcp_list({"id": 2, "src_ip": "192.0.2.6"}) == [(2, "192.0.2.6")]
+    assert edge.parse_tcp_list(None) == []
