@@ -153,3 +153,18 @@ def test_phones_without_qop_still_register_and_call(proxy):
     got = replay(proxy, attacker, "INVITE", f"sip:{b}@{proxy.address[0]}:{proxy.address[1]}", number, b, auth)
     assert got is not None and got.status == 407, got and got.text
     assert len(callee.invites()) == 1
+
+
+def test_credentials_for_another_realm_are_challenged(proxy):
+    number, password = proxy.subscriber()
+    phone = Client(proxy.address)
+    ruri = f"sip:{proxy.address[0]}:{proxy.address[1]}"
+    call_id = uuid.uuid4().hex
+    first = phone.request(request("REGISTER", ruri, phone, number, call_id=call_id))
+    assert first is not None and first.status == 401
+    forged = first.header("WWW-Authenticate").replace(f'realm="{proxy.settings.realm}"', 'realm="elsewhere"')
+    auth = digest("REGISTER", ruri, number, password, forged, "Authorization")
+    reply = phone.request(request("REGISTER", ruri, phone, number, call_id=call_id, cseq=2, extra=auth))
+    assert reply is not None and reply.status == 401, reply and reply.text
+    assert contacts(proxy, number) == []
+    phone.close()
