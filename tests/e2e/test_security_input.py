@@ -127,3 +127,31 @@ def test_register_contact_pointing_at_the_proxy_is_refused(proxy):
     assert reply is not None and reply.status == 403, reply and reply.text
     assert "points at this proxy" in reply.reason
     client.close()
+
+
+def test_mutated_messages_never_raise(proxy):
+    """A bounded, seeded fuzz run in the spirit of PROTOS c07-sip: bytes of a valid INVITE and
+    OPTIONS replaced by NUL, 0xff, CR, LF, quotes or random bytes. Whatever the proxy makes of
+    them (an answer, or a drop by the parser), no exception reaches a route boundary, no
+    traceback escapes and the proxy keeps answering."""
+    import random
+    rng = random.Random(9)
+    client = Client(proxy.address, ip=f"127.0.0.{next(_ips)}")
+    errors = metric(proxy, "kemi_handler_errors_total")
+    before = tracebacks(proxy)
+    answered = 0
+    total = 150
+    for i in range(total):
+        base = invite(proxy, client) if i % 2 else request("OPTIONS", ruri(proxy), client, "1")
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            pos = rng.randrange(len(data))
+            data[pos:pos + 1] = rng.choice([b"\x00", b"\xff", b"\r", b"\n", b'"', b"<", b";", b":",
+                                            bytes([rng.randrange(256)]), b"\xc3\x28"])
+        if client.request(bytes(data), timeout=0.3) is not None:
+            answered += 1
+    client.close()
+    assert alive(proxy)
+    assert tracebacks(proxy) == before, log_text(proxy)[-3000:]
+    assert metric(proxy, "kemi_handler_errors_total") == errors
+    print(f"fuzz: {answered} of {total} mutated messages answered, the rest dropped by the parser or the edge")
