@@ -59,7 +59,10 @@ class Handler:
             else:
                 stop = not self.guard.admit(self._is_trunk)
         except Exception:
-            self._internal_error("edge") if pv("$mt") == "1" else log_error("edge: " + traceback.format_exc())
+            if pv("$mt") == "1":
+                self._internal_error("edge")       # a request: 500, counted
+            else:
+                log_error("edge (reply): " + traceback.format_exc())
             stop = True
         if stop:
             KSR.set_drop()
