@@ -43,6 +43,28 @@ class Settings:
     pkg_mb: int = 32
     # Where runtime state lives (database cluster, sockets, logs).
     var_dir: str = str(ROOT / "var")
+    # edge: flood, guessing and replay protection (issue 9; README "Security").
+    # A source sending more than flood_requests requests in flood_window seconds (Kamailio's
+    # pike) is banned for ban_seconds; flood_exempt lists addresses (comma-separated) never
+    # rate-limited, e.g. an SBC or a load generator (trunks are exempt by their address).
+    flood_requests: int = 300
+    flood_window: int = 2
+    flood_exempt: str = ""
+    ban_seconds: int = 600
+    # Failed authentications (wrong password or unknown user) within auth_failure_window
+    # seconds: this many from one address bans it; this many for one number locks that
+    # number out for lockout_seconds (it is then challenged even with the right password).
+    auth_failures_per_source: int = 10
+    auth_failures_per_number: int = 20
+    auth_failure_window: int = 600
+    lockout_seconds: int = 900
+    # Digest nonces are single-use (qop=auth with nonce counting) and live this long.
+    nonce_expire: int = 30
+    # TCP: connections in total, connections one address may hold, and the seconds a
+    # connection may stay open without completing a SIP message.
+    tcp_max_connections: int = 4096
+    tcp_connections_per_source: int = 64
+    tcp_idle_seconds: int = 10
 
     # faults: where the private PostgreSQL cluster lives (data, sockets, its log). Empty:
     # /var/lib/kemi/<name>-<hash of var_dir> (tools/pgdir.py), a place the postgres user can

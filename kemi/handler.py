@@ -15,10 +15,14 @@ import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, media, outbound, queueing, ring, routing, trunks
 from kemi.config import Settings
+from kemi.guard import Guard
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
 from kemi.store import DirectoryCache
 from rtpengine.ng import NgClient
+
+
+AUTH_INVALID_PASSWORD = -2   # pv_auth_check(): the response did not match (auth/api.h)
 
 
 class Handler:
@@ -28,6 +32,7 @@ class Handler:
         self.dispatcher = queueing.Dispatcher()
         self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
         journal.configure(self.settings.var_dir, log=log_error)
+        self.guard = Guard(self.settings)
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -43,6 +48,26 @@ class Handler:
             return self._request()
         except Exception:
             return self._internal_error("request route")
+
+    def ksr_pre_routing(self, msg, evname: str = "") -> int:
+        """Every message first (kamailio.cfg kemi.pre_routing_callback): the edge's checks.
+        A message they stop is dropped here (after a reply where one is due)."""
+        try:
+            self.guard.mark_stream()
+            if pv("$mt") == "2":      # a reply
+                stop = self.guard.reply_dropped()
+            else:
+                stop = not self.guard.admit(self._is_trunk)
+        except Exception:
+            if pv("$mt") == "1":
+                self._internal_error("edge")       # a request: 500, counted
+            else:
+                log_error("edge (reply): " + traceback.format_exc())
+            stop = True
+        if stop:
+            KSR.set_drop()
+            return EXIT
+        return 1
 
     def ksr_failure_hunt(self, msg) -> int:
         try:
@@ -60,6 +85,15 @@ class Handler:
         except Exception:
             log_error("queue dispatcher: " + traceback.format_exc())
             instrument.handler_error("queue dispatch", replied=False)
+        return 1
+
+    def ksr_tcp_guard(self, msg, evname: str = "") -> int:
+        """rtimer, every second: the TCP guard (kemi/guard.py)."""
+        try:
+            self.guard.tcp_sweep()
+        except Exception:
+            log_error("tcp guard: " + traceback.format_exc())
+            instrument.handler_error("tcp guard", replied=False)
         return 1
 
     def ksr_queue_offer(self, msg) -> int:
@@ -133,8 +167,12 @@ class Handler:
         listen.track_answered([pv("$avp(call_from)") or "", member or ""])
 
     def _internal_error(self, where: str, stateful: bool = False) -> int:
-        log_error(f"{where} failed on {pv('$rm')} {pv('$ru')} call-id {pv('$ci')}: {traceback.format_exc()}")
-        instrument.handler_error(where)
+        """The catch-all: it cannot fail itself (pv and the log are safe for any bytes)."""
+        try:
+            log_error(f"{where} failed on {pv('$rm')} {pv('$ru')} call-id {pv('$ci')}: {traceback.format_exc()}")
+            instrument.handler_error(where)
+        except Exception:
+            pass
         try:
             if pv("$rm") != "ACK":
                 if stateful:
@@ -146,6 +184,10 @@ class Handler:
         return EXIT
 
     # ---------------------------------------------------------------- request
+
+    def _is_trunk(self, ip: str, port: int) -> bool:
+        directory = self.cache.snapshot
+        return directory is not None and trunks.trunk_for_source(directory, ip, port) is not None
 
     def _request(self) -> int:
         if KSR.maxfwd.process_maxfwd(10) < 0:
@@ -227,6 +269,13 @@ class Handler:
         authenticated number, or None after replying (challenge, 403)."""
         realm = self.settings.realm
         user = pv("$au")
+        if user and self.guard.locked_out(user):
+            # Locked out after too many failures: challenged like a wrong password, so the
+            # lock-out itself tells a guesser nothing.
+            log_info(f"auth: {user!r} is locked out ({pv('$rm')} from {pv('$si')})")
+            instrument.auth_failure("locked_out")
+            KSR.auth.auth_challenge(realm, 1)
+            return None
         sub = directory.active_subscriber(user) if user else None
         if sub is None:
             # No or unknown credentials: challenge (again). Unknown users are not told apart
@@ -234,12 +283,21 @@ class Handler:
             if user:
                 log_info(f"auth: unknown or disabled user {user!r} from {pv('$si')}")
                 instrument.auth_failure("unknown_user")
+                self.guard.auth_failed(user)
             KSR.auth.auth_challenge(realm, 1)
             return None
+        # The nonce is bound to the challenged request's R-URI, Call-ID, From tag and source
+        # address and good for one use (kamailio.cfg, auth module): a captured header fails
+        # here with another R-URI, a new Call-ID or a second use. The uri= parameter itself
+        # is not compared with the R-URI: SIPp (and some phones) put the registrar's address there.
         rc = KSR.auth.pv_auth_check(realm, sub.ha1, 1, 0)
         if rc < 0:
             log_info(f"auth: {pv('$rm')} from {user} at {pv('$si')} failed ({rc})")
-            instrument.auth_failure("wrong_password")
+            if rc == AUTH_INVALID_PASSWORD:
+                instrument.auth_failure("wrong_password")
+                self.guard.auth_failed(user)
+            else:   # a stale, reused or misbound nonce: a replay or a late retransmission
+                instrument.auth_failure("replay")
             KSR.auth.auth_challenge(realm, 1)
             return None
         claimed = pv(identity_pv)
@@ -257,6 +315,8 @@ class Handler:
         if directory is None:
             return EXIT
         if self._authenticate(directory, "$tU") is None:
+            return EXIT
+        if self.guard.self_contact():
             return EXIT
         if pv("$pr") != "udp" or KSR.nathelper.nat_uac_test(19) > 0:
             # Keep the connection / NAT binding the phone registered from.
@@ -277,12 +337,8 @@ class Handler:
         trunk = trunks.trunk_for_source(directory, pv("$si"), int(pv("$sp") or 0))
         if trunk is not None:
             return self._from_trunk(directory, trunk)
-        if not pv("$au") and directory.active_subscriber(pv("$fU") or "") is None:
-            # Neither a trunk nor anyone who could authenticate: never an open relay.
-            log_info(f"refused INVITE from unknown source {pv('$si')}:{pv('$sp')} as {pv('$fU')!r}")
-            instrument.auth_failure("unknown_source")
-            KSR.sl.sl_send_reply(403, "Forbidden - unknown source")
-            return EXIT
+        # Not a trunk: digest authentication, with the same challenge whether the From
+        # number exists or not (numbers cannot be probed); never an open relay.
         number = self._authenticate(directory, "$fU")
         if number is None:
             return EXIT

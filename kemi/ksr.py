@@ -3,22 +3,37 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
+from kemi.edge import safe_text
 from kemi.identity import Identity, quoted_display
 
 EXIT = -255
 IDENTITY_HEADERS = ("P-Asserted-Identity", "P-Preferred-Identity")
 
 
+def _log(fn, msg: str) -> None:
+    """A log line that any text can be in (control characters and invalid UTF-8 escaped);
+    logging never raises into a route."""
+    try:
+        fn(f"kemi: {safe_text(msg, 16000, newlines=True)}\n")
+    except Exception:
+        pass
+
+
 def log_info(msg: str) -> None:
-    KSR.info(f"kemi: {msg}\n")
+    _log(KSR.info, msg)
 
 
 def log_error(msg: str) -> None:
-    KSR.err(f"kemi: {msg}\n")
+    _log(KSR.err, msg)
 
 
 def pv(name: str) -> str | None:
-    value = KSR.pv.get(name)
+    """A pseudo-variable as text, or None. Safe for any bytes a sender put in the message:
+    app_python3 raises when a value is not valid UTF-8; such a value reads as None."""
+    try:
+        value = KSR.pv.get(name)
+    except Exception:
+        return None
     return None if value is None else str(value)
 
 

@@ -44,11 +44,16 @@ RING_PLAN_KINDS = {"direct": "direct", "hunt": "hunt", "service": "hunt", "ringa
 OUTCOMES = ("answered", "busy", "no_answer", "cancelled", "rejected", "failed")
 # Final codes worth telling apart; anything else is reported as its class ("4xx").
 CODES = frozenset({200, 403, 404, 408, 480, 484, 486, 487, 488, 500, 501, 503, 600, 603})
-AUTH_REASONS = ("unknown_user", "wrong_password", "identity_mismatch", "unknown_source")
+AUTH_REASONS = ("unknown_user", "wrong_password", "identity_mismatch", "unknown_source", "replay",
+                "locked_out")
+# The edge (kemi/edge.py, kemi/guard.py): why a request was dropped or refused, why a source was banned.
+EDGE_DROP_REASONS = ("banned", "flood", "scanner", "broadcast_via")
+EDGE_REFUSE_REASONS = ("version", "scheme", "proxy_require", "self_contact", "preloaded_route")
+BAN_REASONS = ("flood", "auth", "tcp")
 METHODS = ("INVITE", "REGISTER")
 AGENT_STATES = ("idle", "ringing", "busy", "logged_out", "unregistered")
 QUEUE_OUTCOMES = ("answered", "timeout", "abandoned")
-KNOWN_ROUTES = ("request", "hunt_failure", "trunk_failure", "trunk_branch", "reply", "queue_dispatch",
+KNOWN_ROUTES = ("edge", "tcp_guard", "request", "hunt_failure", "trunk_failure", "trunk_branch", "reply", "queue_dispatch",
                 "queue_offer", "queue_timeout", "queue_failure")
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -95,6 +100,16 @@ AUTH_FAILURES = Counter(f"{PREFIX}_auth_failures", "Requests refused by authenti
                         "reason (a first challenge is not a failure)", ["method", "reason"])
 HANDLER_ERRORS = Counter(f"{PREFIX}_handler_errors", "Exceptions caught at a KEMI route boundary (the "
                          "caller got a 500 where a reply was due)", ["route"])
+EDGE_DROPPED = Counter(f"{PREFIX}_edge_dropped", "Requests and replies dropped without a reply at the "
+                       "edge, by reason (banned source, flood, scanner User-Agent, broadcast Via)", ["reason"])
+EDGE_REFUSED = Counter(f"{PREFIX}_edge_refused", "Requests answered with an error (or cleaned) at the edge "
+                       "before routing, by reason", ["reason"])
+EDGE_BANS = Counter(f"{PREFIX}_edge_bans", "Source addresses banned for a while, by reason (flood, auth: "
+                    "too many failed authentications, tcp: too many connections)", ["reason"])
+EDGE_LOCKOUTS = Counter(f"{PREFIX}_edge_lockouts", "SIP numbers locked out after too many failed "
+                        "authentications")
+EDGE_TCP_CLOSED = Counter(f"{PREFIX}_edge_tcp_closed", "TCP connections closed by the edge: no SIP "
+                          "message within tcp_idle_seconds, or half-open over the per-address limit")
 METRIC_ERRORS = Counter(f"{PREFIX}_metrics_errors", "Failed metric updates (swallowed, never raised into "
                         "a call)")
 
@@ -365,6 +380,31 @@ def auth_failure(method: str | None, reason: str) -> None:
 
 
 @safe
+def edge_dropped(reason: str) -> None:
+    EDGE_DROPPED.labels(reason if reason in EDGE_DROP_REASONS else "other").inc()
+
+
+@safe
+def edge_refused(reason: str) -> None:
+    EDGE_REFUSED.labels(reason if reason in EDGE_REFUSE_REASONS else "other").inc()
+
+
+@safe
+def edge_ban(reason: str) -> None:
+    EDGE_BANS.labels(reason if reason in BAN_REASONS else "other").inc()
+
+
+@safe
+def tcp_closed(n: int) -> None:
+    EDGE_TCP_CLOSED.inc(n)
+
+
+@safe
+def edge_lockout() -> None:
+    EDGE_LOCKOUTS.inc()
+
+
+@safe
 def handler_error(where: str) -> None:
     HANDLER_ERRORS.labels(route_label(where)).inc()
 
@@ -427,6 +467,14 @@ def prime() -> None:
             AUTH_FAILURES.labels(method, reason)
     for result in ("served", "unavailable"):
         DIRECTORY_LOOKUPS.labels(result)
+    for reason in EDGE_DROP_REASONS:
+        EDGE_DROPPED.labels(reason)
+    for reason in EDGE_REFUSE_REASONS:
+        EDGE_REFUSED.labels(reason)
+    for reason in BAN_REASONS:
+        EDGE_BANS.labels(reason)
+    EDGE_LOCKOUTS.inc(0)
+    EDGE_TCP_CLOSED.inc(0)
     for op in ("connect", "lost"):
         DB_ERRORS.labels(op)
     CALL_SEIZURES.labels("direct", "none")

@@ -7,12 +7,13 @@ import argparse
 import secrets
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
 from kemi.config import Settings
 from provision import groups, store, trunks
-from provision import journal, live
+from provision import bans, journal, live
 from provision.store import ProvisioningError
 
 
@@ -320,6 +321,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--default-caller-id")
     c.add_argument("--hide", metavar="yes|no", help="never send caller ID on public calls (anonymous)")
     c.add_argument("--send-pai", metavar="yes|no", help="add PAI/PPI on calls to trusted trunks")
+    bn = top.add_parser("ban", help="banned addresses and locked-out numbers (flood / password guessing)")
+    ba = bn.add_subparsers(dest="action", required=True)
+    ba.add_parser("list", help="what is banned or locked out, why, and for how long")
+    ba.add_parser("remove", help="lift a ban (ADDRESS) or a lock-out (NUMBER) now").add_argument("target")
     jo = top.add_parser("journal", help="call journal: a member's recent calls, or one call's legs")
     jo.add_argument("number", nargs="?", help="SIP number (member, agent or caller)")
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
@@ -327,9 +332,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def cmd_ban(args, settings) -> None:
+    """Talks to Kamailio (its control socket), not to the database."""
+    rpc = bans.Rpc(Path(settings.var_dir) / "run" / "kamailio-ctl.sock")
+    if args.action == "list":
+        rows = [(e.kind, e.key, e.reason, "?" if e.seconds_left is None else f"{e.seconds_left}s")
+                for e in bans.list_entries(rpc)]
+        print(table(rows, ("kind", "address/number", "reason", "expires in")))
+    else:
+        print(bans.remove(rpc, args.target))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = Settings.from_env()
+    if args.area == "ban":
+        try:
+            cmd_ban(args, settings)
+        except ProvisioningError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     try:
         with psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5) as conn:
             commands = {"subscriber": cmd_subscriber, "hunt": cmd_hunt, "trunk": cmd_trunk, "route": cmd_route,

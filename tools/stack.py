@@ -316,7 +316,13 @@ class Kamailio(Process):
                 "-A", f'DBURL="{s.kamailio_db_url}"',
                 "-A", f'RTPENGINE_SOCK="udp:{s.rtpengine_ng}"',
                 "-A", f'KEMI_ENTRY="{ROOT / "kemi" / "entry.py"}"',
-                "-A", f'CTL_SOCK="unix:{self.ctl_socket}"']
+                "-A", f'CTL_SOCK="unix:{self.ctl_socket}"',
+                # edge (issue 9): flood/guessing tables, nonce lifetime, TCP limits
+                "-A", f"FLOOD_REQUESTS={s.flood_requests}", "-A", f"FLOOD_WINDOW={s.flood_window}",
+                "-A", f'BAN_TABLE="ban=>size=10;autoexpire={s.ban_seconds};"',
+                "-A", f'AUTHFAIL_TABLE="authfail=>size=10;autoexpire={s.auth_failure_window};"',
+                "-A", f'LOCKOUT_TABLE="lockout=>size=10;autoexpire={s.lockout_seconds};"',
+                "-A", f"NONCE_EXPIRE={s.nonce_expire}", "-A", f"TCP_MAX_CONNECTIONS={s.tcp_max_connections}"]
 
     @property
     def ctl_socket(self) -> Path:
