@@ -12,6 +12,7 @@ import psycopg
 from kemi.config import Settings
 from provision import groups, store, trunks
 from provision import journal
+from provision import flows  # flows:
 from provision.store import ProvisioningError
 
 
@@ -319,6 +320,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--default-caller-id")
     c.add_argument("--hide", metavar="yes|no", help="never send caller ID on public calls (anonymous)")
     c.add_argument("--send-pai", metavar="yes|no", help="add PAI/PPI on calls to trusted trunks")
+    flows.add_parser(top)  # flows:
     jo = top.add_parser("journal", help="call journal: a member's recent calls, or one call's legs")
     jo.add_argument("number", nargs="?", help="SIP number (member, agent or caller)")
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
@@ -334,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
             commands = {"subscriber": cmd_subscriber, "hunt": cmd_hunt, "trunk": cmd_trunk, "route": cmd_route,
                         "did": cmd_did, "callerid": cmd_callerid,
                         "ringall": cmd_ringall, "queue": cmd_queue, "agent": cmd_agent,
-                        "supervisor": cmd_supervisor, "journal": cmd_journal}
+                        "supervisor": cmd_supervisor, "journal": cmd_journal,
+                        "flow": flows.command}  # flows:
             commands[args.area](args, conn, settings)
     except ProvisioningError as err:
         print(f"error: {err}", file=sys.stderr)
