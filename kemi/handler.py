@@ -14,6 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
+from kemi import flow_engine, names  # flows:
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -28,6 +29,7 @@ class Handler:
         self.dispatcher = queueing.Dispatcher()
         self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
         journal.configure(self.settings.var_dir, log=log_error)
+        self.flows = flow_engine.FlowEngine(self.settings)  # flows:
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -83,9 +85,23 @@ class Handler:
 
     def ksr_failure_trunk(self, msg) -> int:
         try:
-            return outbound.on_failure()
+            result = outbound.on_failure()
+            return self._overflow(result) if isinstance(result, str) else result
         except Exception:
             return self._internal_error("trunk failure route", stateful=True)
+
+    # flows: the media service's answer, and the flow helper's HTTP answer (or its timeout)
+    def ksr_failure_flow_media(self, msg) -> int:
+        try:
+            return self.flows.on_media_failure(self, self.cache.get())
+        except Exception:
+            return self._internal_error("flow media failure route", stateful=True)
+
+    def ksr_flow_http_resume(self, msg) -> int:
+        try:
+            return self.flows.on_http_resume(self, self.cache.get())
+        except Exception:
+            return self._internal_error("flow HTTP resume", stateful=True)
 
     def ksr_branch_trunk(self, msg) -> int:
         try:
@@ -131,6 +147,7 @@ class Handler:
                     if other != member:     # tm cancels them: Reason "Call completed elsewhere"
                         journal.leg_ended(call_id, other, "answered_elsewhere", 487)
         listen.track_answered([pv("$avp(call_from)") or "", member or ""])
+        flow_engine.on_answered(member)  # flows: routing by call history
 
     def _internal_error(self, where: str, stateful: bool = False) -> int:
         log_error(f"{where} failed on {pv('$rm')} {pv('$ru')} call-id {pv('$ci')}: {traceback.format_exc()}")
@@ -182,6 +199,8 @@ class Handler:
             self.cache.get()
             KSR.sl.sl_send_reply(200, "OK")
             return EXIT
+        if method == "MESSAGE" and self.flows.is_helper_message():  # flows:
+            return self.flows.helper_message()
         if method == "REGISTER":
             return self._register()
         if method == "INVITE":
@@ -289,6 +308,10 @@ class Handler:
         KSR.auth.consume_credentials()
         strip_identity_headers()
         display = from_display()
+        if self.flows.has_flow(directory, pv("$rU") or ""):  # flows: the number runs a flow
+            KSR.pv.sets("$avp(call_from)", number)
+            queueing.mark_busy(number)
+            return self.flows.start(self, directory, pv("$rU") or "", number, display)
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
         if isinstance(plan, routing.SpyPlan):
@@ -312,6 +335,9 @@ class Handler:
         strip_identity_headers()   # toward phones no identity assertion is passed on
         sent_display = from_display()
         number, display = trunks.inbound_caller(did, pv("$fU") or "", sent_display)
+        if self.flows.has_flow(directory, called):  # flows: the DID runs a flow
+            KSR.pv.sets("$avp(call_from)", "")
+            return self.flows.start(self, directory, called, number, display)
         plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
         KSR.pv.sets("$avp(call_from)", "")           # no subscriber on the calling end
         if not isinstance(plan, routing.Reject):
@@ -362,6 +388,8 @@ class Handler:
         """Nobody answered (or could): route the call on to the group's or queue's timeout
         destination, within the same transaction."""
         directory = self.cache.get()
+        if names.is_flow_target(target):  # flows: a node gave up, the flow goes on
+            return self.flows.resume(self, directory, target, fresh)
         caller = pv("$avp(queue_caller)") or pv("$fU") or ""
         plan = routing.plan_call(target, directory, self.settings.ring_timeout)
         if isinstance(plan, routing.TrunkPlan):

@@ -57,7 +57,7 @@ def on_branch(domain: str) -> int:
     return 1
 
 
-def on_failure() -> int:
+def on_failure() -> int | str:
     if KSR.tm.t_is_canceled() > 0:
         KSR.rtpengine.rtpengine_delete0()
         instrument.call_ended(487)
@@ -72,6 +72,8 @@ def on_failure() -> int:
     if index + 1 < len(steps):
         log_info(f"trunk call {pv('$ci')}: {steps[index][1]} failed with {code}, trying {steps[index + 1][1]}")
         return _attempt(index + 1, steps[index + 1][1])
+    if pv("$avp(trunk_overflow)"):   # flows: every trunk failed, the flow goes on
+        return pv("$avp(trunk_overflow)") or ""
     status, reason = trunks.failed_all_reply(code)
     log_info(f"trunk call {pv('$ci')}: {steps[index][1]} failed with {code}, no trunk left: {status}")
     KSR.rtpengine.rtpengine_delete0()

@@ -298,9 +298,10 @@ def on_timeout(directory) -> str | int:
         instrument.call_ended(487)
         journal.call_ended(pv("$ci"), 487, "caller hung up while waiting")
         return EXIT
-    if q is not None and q.timeout_target:
-        log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {q.timeout_target}")
-        return q.timeout_target
+    target = pv("$avp(queue_overflow)") or (q.timeout_target if q is not None else None)  # flows: a flow's next node
+    if q is not None and target:
+        log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {target}")
+        return target
     code = q.timeout_code if q else 480
     KSR.rtpengine.rtpengine_delete0()
     KSR.tm.t_reply(code, "Queue Timeout - no agent became free")

@@ -275,6 +275,9 @@ class Stack:
         from tools.exporter import Exporter  # here: tools.exporter imports this module
         self.exporter = Exporter(settings)
         self.shipper = JournalShipper(settings)
+        # flows: HTTP and email for call flows, outside the SIP workers (tools/flow_helper.py)
+        from tools.flow_helper import FlowHelper  # here: tools.flow_helper imports this module
+        self.flow_helper = FlowHelper(settings)
 
     def start_database(self) -> None:
         if self.postgres:
@@ -285,12 +288,14 @@ class Stack:
         self.start_database()
         self.shipper.start()
         self.rtpengine.start()
+        self.flow_helper.start()  # flows:
         self.kamailio.start(inherit_output=inherit_kamailio_output)
         self.exporter.start()
 
     def stop(self) -> None:
         self.exporter.stop()
         self.kamailio.stop()
+        self.flow_helper.stop()  # flows:
         self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
         self.rtpengine.stop()
         if self.postgres:
@@ -311,6 +316,8 @@ def run() -> int:
         print(f"journal: shipping {settings.var_dir}/journal to the database, log {stack.shipper.log}")
         stack.rtpengine.start()
         print(f"rtpengine: NG on {settings.rtpengine_ng}, log {stack.rtpengine.log}")
+        stack.flow_helper.start()  # flows:
+        print(f"flow helper: HTTP and email for call flows, log {stack.flow_helper.log}")
         stack.exporter.start()
         print(f"metrics: {stack.exporter.url} (rtpengine's: http://{settings.rtpengine_http}/metrics)")
         print(f"kamailio: SIP on udp+tcp {settings.sip_address}:{settings.sip_port} "
