@@ -1,5 +1,5 @@
 # The two commands: `make run` starts the whole stack with demo data, `make test` runs every test.
-.PHONY: run test unit e2e bench setup clean
+.PHONY: run test unit e2e bench setup clean lint
 
 setup:
 	@tools/setup.sh
@@ -7,8 +7,13 @@ setup:
 run: setup
 	@.venv/bin/python -m tools.stack run
 
-test: setup
+test: setup lint
 	@.venv/bin/python -m pytest -q tests
+
+# flows: type checker (strict on the pure core) and linter, part of `make test`
+lint: setup
+	@.venv/bin/mypy --strict kemi/core kemi/names.py
+	@.venv/bin/ruff check .
 
 unit: setup
 	@.venv/bin/python -m pytest -q tests/unit

@@ -97,12 +97,12 @@ def parse(settings: dict[str, object]) -> Schedule:
     week: list[tuple[Range, ...]] = [() for _ in DAYS]
     seen: set[int] = set()
     for key, value in hours.items():
-        for day in _days(str(key)):
-            if day in seen:
-                raise TimeSpecError(f"hours.{key}", f"{DAYS[day]} is given twice")
-            seen.add(day)
-            week[day] = parse_ranges(f"hours.{key}", value)
-    exceptions = []
+        for day_index in _days(str(key)):
+            if day_index in seen:
+                raise TimeSpecError(f"hours.{key}", f"{DAYS[day_index]} is given twice")
+            seen.add(day_index)
+            week[day_index] = parse_ranges(f"hours.{key}", value)
+    exceptions: list[tuple[dt.date, tuple[Range, ...]]] = []
     raw = settings.get("exceptions", [])
     if not isinstance(raw, (list, tuple)):
         raise TimeSpecError("exceptions", "must be a list of {date, hours}")

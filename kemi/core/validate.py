@@ -110,7 +110,7 @@ def _setting_rule(node: Node, name: str, value: object, numbers: Numbers | None,
     if name in ("prefix", "suffix", "strip_prefix"):
         return None if isinstance(value, str) and AFFIX.match(value) else "must be 0 to 8 digits, as text"
     if name == "display_tag":
-        return _text(value, 32) or (None if '"' not in value and "\\" not in str(value)
+        return _text(value, 32) or (None if '"' not in str(value) and "\\" not in str(value)
                                     else "must not contain quotes or backslashes")
     if name == "url":
         return _url(value)
