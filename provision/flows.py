@@ -18,7 +18,7 @@ import yaml
 
 from kemi.core import flow as flowmod
 from kemi.core import machine, timerules, validate
-from kemi.core.machine import Email, HttpGet, HttpRoute, Media, Notify, Outcome, Reply, Ring, SetCaller
+from kemi.core.machine import Email, HttpGet, HttpRoute, Media, Notify, Outcome, Reply, Ring
 from kemi.store import load_directory
 from provision.store import LOCK, ProvisioningError, check_number, number_owner
 
@@ -157,9 +157,7 @@ def trace(flow: flowmod.Flow, caller: str, when: dt.datetime, answers: Answers) 
             lines.append(f"{n:2}. {line.node} ({line.type})" + (f" -> {line.outcome}" if line.outcome else "")
                          + f": {line.why}")
         for action in result.actions:
-            if isinstance(action, SetCaller):
-                lines.append(f"    caller shown as {action.number}" + (f" {action.display!r}" if action.display else ""))
-            elif isinstance(action, Notify):
+            if isinstance(action, Notify):
                 lines.append(f"    notification POST {action.url} (the call does not wait)")
             elif isinstance(action, Email):
                 lines.append(f"    email to {', '.join(action.to)}: {action.subject!r} (sent by the mailer)")
