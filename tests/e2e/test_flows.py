@@ -361,3 +361,33 @@ def test_forged_helper_answers_are_refused(proxy):
     info = json.loads((Path(proxy.settings.var_dir) / "run" / "flow_helper.json").read_text())
     assert sip_message(proxy, "not-the-token", "1:1\n1|3") == 403
     assert sip_message(proxy, info["token"], "1:1\n1|3") == 403, "the right token from another port"
+
+
+# ------------------------------------------------------------------ flow changes and calls in progress
+
+def test_a_flow_change_applies_to_the_next_call_only(proxy):
+    (idle, _) = proxy.subscriber()
+    qname, qnum = f"fq{next(_ids)}", f"6{idle[1:]}"
+    proxy.kemictl("queue", "add", qname, qnum, "--max-wait", "3")
+    proxy.kemictl("queue", "agents", qname, idle)              # never registered: callers wait
+    caller, cpw = proxy.subscriber()
+    number = flow_number()
+
+    def version(reason: str) -> dict:
+        return {"start": "wait", "nodes": {"wait": {"type": "queue", "number": qnum, "next": {"timeout": "end"}},
+                                           "end": {"type": "reject", "code": 480, "reason": reason}}}
+    import_flow(proxy, number, version("old flow"))
+    results = {}
+    waiting = threading.Thread(target=lambda: results.setdefault(
+        "first", proxy.call(caller, cpw, number, expect=480, timeout=20)))
+    waiting.start()
+    wait_until(lambda: any(f"flow {number}|1" in line and "ring queue" in line
+                           for line in proxy.stack.kamailio.log.read_text(errors="replace").splitlines()))
+    import_flow(proxy, number, version("new flow"))          # while the first caller waits
+    second = proxy.call(caller, cpw, number, expect=480, timeout=20)
+    waiting.join(30)
+
+    first = results["first"]
+    assert first.proc.returncode == 0 and second.proc.returncode == 0, explain(first, second, proxy.logs())
+    assert "480 old flow" in first.received("SIP/2.0 480")[0]
+    assert "480 new flow" in second.received("SIP/2.0 480")[0]
