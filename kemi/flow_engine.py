@@ -92,7 +92,7 @@ class FlowEngine:
         status = int(pv("$T_reply_code") or 0)
         got = media.result(status, pv("$T_rpl($hdr(X-Kemi-Outcome))"), pv("$T_rpl($hdr(X-Kemi-Digits))"))
         log_info(f"flow {pv('$ci')}: media service answered {status}: outcome {got.outcome}")
-        KSR.hdr.remove("X-Kemi-App")
+        KSR.pv.sets(names.FLOW_WAIT, "")
         return self.continue_with(handler, directory, got.outcome, value=got.digits)
 
     # ------------------------------------------------------------ HTTP through the helper
@@ -282,12 +282,21 @@ class FlowEngine:
             KSR.rr.record_route()
             if KSR.sdpops.sdp_content() > 0:
                 KSR.rtpengine.rtpengine_manage0()
-        KSR.hdr.remove("X-Kemi-App")
-        KSR.hdr.append(req.header + "\r\n")
+        # The header goes on this branch only (branch route): a header added in the request
+        # route would stay on every later branch of the transaction.
+        KSR.pv.sets(names.FLOW_MEDIA, req.header)
         KSR.pv.sets("$ru", req.ruri)
         KSR.resetdsturi()
         log_info(f"flow {pv('$ci')}: to the media service: {req.header}")
-        return ring.relay(MEDIA_RING_MS, MEDIA_NO_RESPONSE_MS, names.MEDIA_FAILURE_ROUTE)
+        return ring.relay(MEDIA_RING_MS, MEDIA_NO_RESPONSE_MS, names.MEDIA_FAILURE_ROUTE, names.MEDIA_BRANCH_ROUTE)
+
+    @staticmethod
+    def on_media_branch() -> int:
+        """Branch route of a media branch: add its X-Kemi-App header (once, this branch only)."""
+        header = pv(names.FLOW_MEDIA)
+        if header and pv(names.FLOW_WAIT) == "media":
+            KSR.hdr.append(header + "\r\n")
+        return 1
 
     # ------------------------------------------------------------ helpers
 

@@ -97,6 +97,14 @@ class Handler:
         except Exception:
             return self._internal_error("flow media failure route", stateful=True)
 
+    def ksr_branch_flow_media(self, msg) -> int:
+        try:
+            return self.flows.on_media_branch()
+        except Exception:
+            log_error("flow media branch route: " + traceback.format_exc())
+            instrument.handler_error("flow media branch route", replied=False)
+            return 1
+
     def ksr_flow_http_resume(self, msg) -> int:
         try:
             return self.flows.on_http_resume(self, self.cache.get())

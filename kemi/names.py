@@ -9,6 +9,7 @@ Transaction AVPs (failure and reply routes may run in other workers):
   $avp(flow_caller)   the caller's number as it arrived (routing by call history)
   $avp(flow_from)     1 once the From was rewritten for this call (uac does it once)
   $avp(flow_wait)     the kind of thing the call waits for: ring / media / http
+  $avp(flow_media)    the X-Kemi-App header of the media branch being sent (branch route)
 Htables:
   qstat "flowlast:<caller>"   "<agent>|<unix time>" who last talked with a caller in a flow
   flowhttp "<tindex>:<tlabel>" the helper's answer for a suspended call (encode_answer)
@@ -25,10 +26,12 @@ FLOW_STATE = "$avp(flow_state)"
 FLOW_CALLER = "$avp(flow_caller)"
 FLOW_FROM = "$avp(flow_from)"
 FLOW_WAIT = "$avp(flow_wait)"
+FLOW_MEDIA = "$avp(flow_media)"
 HISTORY_TABLE = "qstat"
 HTTP_TABLE = "flowhttp"
 FLOW_TARGET = "flow:"      # a fallback/overflow "dial string" that means: continue the flow
 MEDIA_FAILURE_ROUTE = "ksr_failure_flow_media"
+MEDIA_BRANCH_ROUTE = "ksr_branch_flow_media"
 HTTP_RESUME_ROUTE = "ksr_flow_http_resume"
 _VERSION = "1"
 

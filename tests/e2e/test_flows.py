@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+import types
 import uuid
 from pathlib import Path
 
@@ -391,3 +392,40 @@ def test_a_flow_change_applies_to_the_next_call_only(proxy):
     assert first.proc.returncode == 0 and second.proc.returncode == 0, explain(first, second, proxy.logs())
     assert "480 old flow" in first.received("SIP/2.0 480")[0]
     assert "480 new flow" in second.received("SIP/2.0 480")[0]
+
+
+# ------------------------------------------------------------------ media nodes (a stand-in media service)
+
+@pytest.mark.parametrize("outcome,digits,expected", [
+    ("digits", "2", (486, "chose two")),
+    ("digits", "9", (480, "no valid choice")),
+    ("timeout", "", (480, "no valid choice")),
+])
+def test_play_then_menu_through_the_media_service(proxy, outcome, digits, expected):
+    from tests.e2e.sipp import Sipp, media_port, render
+    host, port = proxy.settings.media_sip.split(":")
+    scenario = render("media_302.xml", proxy.workdir, outcome=outcome, digits=digits)
+    media = Sipp(scenario, ["-i", host, "-p", port, "-mp", str(media_port()), "-m", "1"], proxy.workdir, "media")
+    proxy.phones.append(types.SimpleNamespace(stop=media.stop))
+    caller, cpw = proxy.subscriber()
+    number = flow_number()
+    import_flow(proxy, number, {"start": "hello", "nodes": {
+        "hello": {"type": "play", "audio": "welcome", "next": {"done": "menu", "error": "broken"}},
+        "menu": {"type": "menu", "prompt": "choose", "valid": ["1", "2"],
+                 "next": {"1": "one", "2": "two", "invalid": "none"}},
+        "one": {"type": "reject", "code": 403, "reason": "chose one"},
+        "two": {"type": "reject", "code": 486, "reason": "chose two"},
+        "none": {"type": "reject", "code": 480, "reason": "no valid choice"},
+        "broken": {"type": "reject", "code": 503, "reason": "media broken"}}})
+
+    call = proxy.call(caller, cpw, number, expect=expected[0])
+
+    assert call.proc.returncode == 0, explain(call, media, proxy.logs())
+    assert f"{expected[0]} {expected[1]}" in call.received(f"SIP/2.0 {expected[0]}")[0]
+    invites = media.received("INVITE")
+    assert len(invites) == 2, explain(media)
+    assert invites[0].startswith(f"INVITE sip:play@{host}:{port}")
+    assert header(invites[0], "X-Kemi-App") == "play;audio=welcome;loop=1"
+    assert invites[1].startswith(f"INVITE sip:menu@{host}:{port}")
+    assert [line for line in invites[1].splitlines() if line.lower().startswith("x-kemi-app")] == [
+        "X-Kemi-App: menu;prompt=choose;invalid=invalid;digits=1-1;valid=1%2C2;timeout=5;retries=2"]

@@ -160,6 +160,9 @@ def start_play(engine):
 def test_media_node_relays_to_the_media_service(engine):
     eng, fake = start_play(engine)
     assert fake.vars["$ru"] == "sip:play@127.0.0.1:5080"
+    assert ("tm", "t_on_branch", names.MEDIA_BRANCH_ROUTE) in fake.calls
+    assert not any(c[:2] == ("hdr", "append") for c in fake.calls), "the header goes on the branch only"
+    eng.on_media_branch()
     assert ("hdr", "append", "X-Kemi-App: play;audio=welcome;loop=1\r\n") in fake.calls
     assert ("tm", "t_on_failure", names.MEDIA_FAILURE_ROUTE) in fake.calls
     assert ("tm", "t_relay") in fake.calls
@@ -180,9 +183,10 @@ def test_media_answers_continue_the_flow(engine, status, outcome_header, digits,
     eng.on_media_failure(None, Directory({}))
     if expected[0] == "menu":
         assert fake.vars["$ru"] == "sip:menu@127.0.0.1:5080"
-        assert ("hdr", "remove", "X-Kemi-App") in fake.calls
-        assert any(c[:2] == ("hdr", "append") and c[2].startswith("X-Kemi-App: menu;prompt=choose;") for c in fake.calls)
+        assert fake.vars[names.FLOW_MEDIA].startswith("X-Kemi-App: menu;prompt=choose;")
     else:
+        eng.on_media_branch()          # a later non-media branch gets no X-Kemi-App
+        assert not any(c[:2] == ("hdr", "append") for c in fake.calls)
         assert ("tm", "t_reply", expected[1], expected[2]) in fake.calls
 
 
