@@ -67,7 +67,7 @@ class FlowEngine:
         outcome = target[len(names.FLOW_TARGET):]
         code, reason = self._last_reply(outcome)
         if outcome == "no_answer" and self._waiting_type() == "sip":
-            outcome = sip_outcome(pv("$avp(hunt_busy)") == "1", code)
+            outcome = sip_outcome(pv(names.HUNT_BUSY) == "1", code)
         return self.continue_with(handler, directory, outcome, code=code, reason=reason, fresh=fresh)
 
     def continue_with(self, handler, directory, outcome: str, value: str = "", code: int = 0,
@@ -190,7 +190,7 @@ class FlowEngine:
         if isinstance(plan, routing.QueuePlan):
             KSR.pv.sets("$avp(queue_overflow)", failure)
         elif isinstance(plan, routing.TrunkPlan):
-            KSR.pv.sets("$avp(trunk_overflow)", failure)
+            KSR.pv.sets(names.TRUNK_OVERFLOW, failure)
         return handler._start(plan, state.caller, fresh)
 
     def _plan(self, directory, action: Ring, state: machine.State):
@@ -361,7 +361,7 @@ class FlowEngine:
     def _last_reply(outcome: str) -> tuple[int, str]:
         from kemi import hunt
         if outcome == "exhausted":
-            return hunt.exhausted_reply(pv("$avp(hunt_busy)") == "1")
+            return hunt.exhausted_reply(pv(names.HUNT_BUSY) == "1")
         code = int(pv("$T_reply_code") or 0)
         return code, ""
 

@@ -10,6 +10,11 @@ Transaction AVPs (failure and reply routes may run in other workers):
   $avp(flow_from)     1 once the From was rewritten for this call (uac does it once)
   $avp(flow_wait)     the kind of thing the call waits for: ring / media / http
   $avp(flow_media)    the X-Kemi-App header of the media branch being sent (branch route)
+  $avp(hunt_steps)    "<number>:<seconds>,..." a hunt's steps ("*:<seconds>" for ring-all)
+  $avp(hunt_i)        the step ringing now;  $avp(hunt_busy) 1 once a device was busy
+  $avp(hunt_fallback) where the call goes when nobody answered (dial string or "flow:<outcome>")
+  $avp(trunk_steps)   "<trunk id> <uri>,..." an outbound call's attempts; $avp(trunk_i) the current one
+  $avp(trunk_overflow) a flow's "flow:failed" when every trunk failed
 Htables:
   qstat "flowlast:<caller>"   "<agent>|<unix time>" who last talked with a caller in a flow
   flowhttp "<tindex>:<tlabel>" the helper's answer for a suspended call (encode_answer)
@@ -19,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kemi.core.machine import State
+from kemi.core.ringing import HuntState, HuntStep, TrunkAttempt, TrunkState
 
 FLOW = "$avp(flow)"
 FLOW_DOC = "$avp(flow_doc)"
@@ -27,6 +33,13 @@ FLOW_CALLER = "$avp(flow_caller)"
 FLOW_FROM = "$avp(flow_from)"
 FLOW_WAIT = "$avp(flow_wait)"
 FLOW_MEDIA = "$avp(flow_media)"
+HUNT_STEPS = "$avp(hunt_steps)"
+HUNT_I = "$avp(hunt_i)"
+HUNT_BUSY = "$avp(hunt_busy)"
+HUNT_FALLBACK = "$avp(hunt_fallback)"
+TRUNK_STEPS = "$avp(trunk_steps)"
+TRUNK_I = "$avp(trunk_i)"
+TRUNK_OVERFLOW = "$avp(trunk_overflow)"
 HISTORY_TABLE = "qstat"
 HTTP_TABLE = "flowhttp"
 FLOW_TARGET = "flow:"      # a fallback/overflow "dial string" that means: continue the flow
@@ -111,3 +124,32 @@ def flow_target(outcome: str) -> str:
 
 def is_flow_target(target: str | None) -> bool:
     return bool(target) and str(target).startswith(FLOW_TARGET)
+
+
+def encode_hunt_steps(steps: tuple[HuntStep, ...]) -> str:
+    return ",".join(f"{s.number}:{s.ring_timeout}" for s in steps)
+
+
+def decode_hunt(steps: str | None, index: str | None, busy: str | None, fallback: str | None) -> HuntState:
+    parsed = []
+    for item in (steps or "").split(","):
+        number, _, seconds = item.partition(":")
+        if number:
+            if not seconds.isdigit():
+                raise DecodeError(f"bad hunt step {item!r}")
+            parsed.append(HuntStep(number, int(seconds)))
+    return HuntState(tuple(parsed), int(index) if index and index.isdigit() else 0, busy == "1", fallback or "")
+
+
+def encode_trunk_attempts(attempts: tuple[TrunkAttempt, ...]) -> str:
+    return ",".join(f"{a.trunk_id} {a.uri}" for a in attempts)
+
+
+def decode_trunk(attempts: str | None, index: str | None, overflow: str | None) -> TrunkState:
+    parsed = []
+    for item in (attempts or "").split(","):
+        trunk_id, _, uri = item.partition(" ")
+        if not trunk_id.isdigit() or not uri:
+            raise DecodeError(f"bad trunk attempt {item!r}")
+        parsed.append(TrunkAttempt(int(trunk_id), uri))
+    return TrunkState(tuple(parsed), int(index) if index and index.isdigit() else 0, overflow or "")
