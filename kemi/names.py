@@ -16,6 +16,7 @@ Transaction AVPs (failure and reply routes may run in other workers):
   $avp(trunk_steps)   "<trunk id> <uri>,..." an outbound call's attempts; $avp(trunk_i) the current one
   $avp(trunk_overflow) a flow's "flow:failed" when every trunk failed
 Htables:
+  qwait "<queue>:<seq>"       a caller in line: encode_entry (kemi/core/queue_entry.py)
   qstat "flowlast:<caller>"   "<agent>|<unix time>" who last talked with a caller in a flow
   flowhttp "<tindex>:<tlabel>" the helper's answer for a suspended call (encode_answer)
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kemi.core.machine import State
+from kemi.core.queue_entry import OFFERED, WAITING, QueueEntry
 from kemi.core.ringing import HuntState, HuntStep, TrunkAttempt, TrunkState
 
 FLOW = "$avp(flow)"
@@ -153,3 +155,18 @@ def decode_trunk(attempts: str | None, index: str | None, overflow: str | None) 
             raise DecodeError(f"bad trunk attempt {item!r}")
         parsed.append(TrunkAttempt(int(trunk_id), uri))
     return TrunkState(tuple(parsed), int(index) if index and index.isdigit() else 0, overflow or "")
+
+
+def encode_entry(entry: QueueEntry) -> str:
+    return f"{entry.state}|{entry.tindex}|{entry.tlabel}|{entry.arrived:.3f}|{entry.caller}"
+
+
+def decode_entry(text: str) -> QueueEntry:
+    parts = text.split("|", 4)
+    if len(parts) != 5 or parts[0] not in (WAITING, OFFERED) or not parts[1].isdigit() or not parts[2].isdigit():
+        raise DecodeError(f"bad queue entry {text[:60]!r}")
+    try:
+        arrived = float(parts[3])
+    except ValueError:
+        raise DecodeError(f"bad queue entry time {parts[3]!r}") from None
+    return QueueEntry(parts[0], int(parts[1]), int(parts[2]), arrived, parts[4])

@@ -84,3 +84,39 @@ def test_trunk_avps_round_trip():
         names.decode_trunk("x sip:a", "0", "")
     with pytest.raises(names.DecodeError):
         names.decode_hunt("77721401:abc", "0", "0", "")
+
+
+# ------------------------------------------------------------------ queue entries
+
+from kemi.core import queue_entry as qe  # noqa: E402
+
+W = qe.arrive(12, 345, 1700000000.125, "0301234567")
+O = qe.QueueEntry(qe.OFFERED, 12, 345, 1700000000.125, "0301234567")
+
+
+@pytest.mark.parametrize("entry,event,state,route", [
+    (W, qe.Offer(), qe.OFFERED, qe.OFFER_ROUTE),
+    (W, qe.TimeOut(), qe.OFFERED, qe.TIMEOUT_ROUTE),
+    (W, qe.Cancel(), qe.OFFERED, qe.TIMEOUT_ROUTE),
+    (W, qe.Requeue(), qe.WAITING, None),
+    (O, qe.Offer(), qe.OFFERED, None),          # an offer in progress is never doubled
+    (O, qe.TimeOut(), qe.OFFERED, None),
+    (O, qe.Cancel(), qe.OFFERED, None),         # the offer's failure route handles the CANCEL
+    (O, qe.Requeue(), qe.WAITING, None),        # no answer: back in line, same arrival time
+])
+def test_queue_entry_machine(entry, event, state, route):
+    new, action = qe.on_event(entry, event)
+    assert new.state == state
+    assert (action.route if action else None) == route
+    assert (new.arrived, new.caller, new.tindex, new.tlabel) == (entry.arrived, entry.caller, 12, 345)
+
+
+@pytest.mark.parametrize("entry", [W, O, qe.arrive(1, 2, 3.5, "caller|with|bars")])
+def test_queue_entry_round_trip(entry):
+    assert names.decode_entry(names.encode_entry(entry)) == entry
+
+
+@pytest.mark.parametrize("bad", ["X|1|2|3|c", "W|a|2|3|c", "W|1|2|soon|c", "W|1|2"])
+def test_bad_queue_entry_is_refused(bad):
+    with pytest.raises(names.DecodeError):
+        names.decode_entry(bad)
