@@ -90,19 +90,19 @@ def test_trunk_avps_round_trip():
 
 from kemi.core import queue_entry as qe  # noqa: E402
 
-W = qe.arrive(12, 345, 1700000000.125, "0301234567")
-O = qe.QueueEntry(qe.OFFERED, 12, 345, 1700000000.125, "0301234567")
+WAITING_ENTRY = qe.arrive(12, 345, 1700000000.125, "0301234567")
+OFFERED_ENTRY = qe.QueueEntry(qe.OFFERED, 12, 345, 1700000000.125, "0301234567")
 
 
 @pytest.mark.parametrize("entry,event,state,route", [
-    (W, qe.Offer(), qe.OFFERED, qe.OFFER_ROUTE),
-    (W, qe.TimeOut(), qe.OFFERED, qe.TIMEOUT_ROUTE),
-    (W, qe.Cancel(), qe.OFFERED, qe.TIMEOUT_ROUTE),
-    (W, qe.Requeue(), qe.WAITING, None),
-    (O, qe.Offer(), qe.OFFERED, None),          # an offer in progress is never doubled
-    (O, qe.TimeOut(), qe.OFFERED, None),
-    (O, qe.Cancel(), qe.OFFERED, None),         # the offer's failure route handles the CANCEL
-    (O, qe.Requeue(), qe.WAITING, None),        # no answer: back in line, same arrival time
+    (WAITING_ENTRY, qe.Offer(), qe.OFFERED, qe.OFFER_ROUTE),
+    (WAITING_ENTRY, qe.TimeOut(), qe.OFFERED, qe.TIMEOUT_ROUTE),
+    (WAITING_ENTRY, qe.Cancel(), qe.OFFERED, qe.TIMEOUT_ROUTE),
+    (WAITING_ENTRY, qe.Requeue(), qe.WAITING, None),
+    (OFFERED_ENTRY, qe.Offer(), qe.OFFERED, None),          # an offer in progress is never doubled
+    (OFFERED_ENTRY, qe.TimeOut(), qe.OFFERED, None),
+    (OFFERED_ENTRY, qe.Cancel(), qe.OFFERED, None),         # the offer's failure route handles the CANCEL
+    (OFFERED_ENTRY, qe.Requeue(), qe.WAITING, None),        # no answer: back in line, same arrival time
 ])
 def test_queue_entry_machine(entry, event, state, route):
     new, action = qe.on_event(entry, event)
@@ -111,7 +111,7 @@ def test_queue_entry_machine(entry, event, state, route):
     assert (new.arrived, new.caller, new.tindex, new.tlabel) == (entry.arrived, entry.caller, 12, 345)
 
 
-@pytest.mark.parametrize("entry", [W, O, qe.arrive(1, 2, 3.5, "caller|with|bars")])
+@pytest.mark.parametrize("entry", [WAITING_ENTRY, OFFERED_ENTRY, qe.arrive(1, 2, 3.5, "caller|with|bars")])
 def test_queue_entry_round_trip(entry):
     assert names.decode_entry(names.encode_entry(entry)) == entry
 
