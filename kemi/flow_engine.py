@@ -26,7 +26,7 @@ from pathlib import Path
 
 import KSR  # provided by app_python3
 
-from kemi import instrument, journal, names, ring, routing
+from kemi import instrument, journal, names, queueing, ring, routing
 from kemi.core import flow as flowmod
 from kemi.core import machine, media
 from kemi.core.machine import Email, HttpGet, HttpRoute, Media, Notify, Outcome, Reply, Ring, SetCaller
@@ -44,6 +44,7 @@ class FlowEngine:
         self._parsed: dict[str, flowmod.Flow] = {}     # canonical JSON -> parsed flow (per worker)
         self._sock: socket.socket | None = None
         self._helper: tuple[int, str] | None = None    # (port, token)
+        self._helper_stamp = 0
 
     # ------------------------------------------------------------ entry points
 
@@ -60,6 +61,8 @@ class FlowEngine:
         result = machine.start(flow, caller, display, self.now())
         if not (result.actions and isinstance(result.actions[-1], Reply)):
             KSR.dialog.dlg_manage()        # the call goes somewhere: track it (busy agents, BYE)
+            if pv("$avp(call_from)"):      # an agent who is calling is not offered queue calls
+                queueing.mark_busy(pv("$avp(call_from)") or "")
         return self._apply(handler, directory, flow, result, fresh=True)
 
     def resume(self, handler, directory, target: str, fresh: bool = False) -> int:
@@ -187,6 +190,10 @@ class FlowEngine:
         if isinstance(plan, routing.RingPlan):
             plan = replace(plan, fallback=failure)
         self._present(handler, plan, state, fresh)
+        if not fresh and pv(names.FLOW_JOURNAL) != "1":   # first ring after HTTP or media
+            kind, target = handler._journal_label(plan, directory)
+            journal.call_started(pv("$ci"), pv(names.FLOW_CALLER) or state.caller, plan.dialled, kind, target)
+        KSR.pv.seti(names.FLOW_JOURNAL, 1)
         if isinstance(plan, routing.QueuePlan):
             KSR.pv.sets("$avp(queue_overflow)", failure)
         elif isinstance(plan, routing.TrunkPlan):
@@ -329,10 +336,19 @@ class FlowEngine:
             return False
 
     def _helper_address(self, reload: bool = False) -> tuple[int, str] | None:
-        if self._helper is None or reload:
+        """(port, token) from the file the helper publishes; read again when it changed
+        (a restarted helper has a new port and token)."""
+        path = Path(self.settings.var_dir) / "run" / "flow_helper.json"
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            self._helper = None
+            return None
+        if self._helper is None or reload or stamp != self._helper_stamp:
             try:
-                info = json.loads((Path(self.settings.var_dir) / "run" / "flow_helper.json").read_text())
+                info = json.loads(path.read_text())
                 self._helper = (int(info["port"]), str(info["token"]))
+                self._helper_stamp = stamp
             except (OSError, ValueError, KeyError):
                 self._helper = None
         return self._helper

@@ -318,7 +318,6 @@ class Handler:
         display = from_display()
         if self.flows.has_flow(directory, pv("$rU") or ""):  # flows: the number runs a flow
             KSR.pv.sets("$avp(call_from)", number)
-            queueing.mark_busy(number)
             return self.flows.start(self, directory, pv("$rU") or "", number, display)
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)

@@ -10,6 +10,7 @@ Transaction AVPs (failure and reply routes may run in other workers):
   $avp(flow_from)     1 once the From was rewritten for this call (uac does it once)
   $avp(flow_wait)     the kind of thing the call waits for: ring / media / http
   $avp(flow_media)    the X-Kemi-App header of the media branch being sent (branch route)
+  $avp(flow_journal)  1 once the call's start is in the journal
   $avp(hunt_steps)    "<number>:<seconds>,..." a hunt's steps ("*:<seconds>" for ring-all)
   $avp(hunt_i)        the step ringing now;  $avp(hunt_busy) 1 once a device was busy
   $avp(hunt_fallback) where the call goes when nobody answered (dial string or "flow:<outcome>")
@@ -35,6 +36,7 @@ FLOW_CALLER = "$avp(flow_caller)"
 FLOW_FROM = "$avp(flow_from)"
 FLOW_WAIT = "$avp(flow_wait)"
 FLOW_MEDIA = "$avp(flow_media)"
+FLOW_JOURNAL = "$avp(flow_journal)"
 HUNT_STEPS = "$avp(hunt_steps)"
 HUNT_I = "$avp(hunt_i)"
 HUNT_BUSY = "$avp(hunt_busy)"

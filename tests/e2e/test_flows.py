@@ -429,3 +429,27 @@ def test_play_then_menu_through_the_media_service(proxy, outcome, digits, expect
     assert invites[1].startswith(f"INVITE sip:menu@{host}:{port}")
     assert [line for line in invites[1].splitlines() if line.lower().startswith("x-kemi-app")] == [
         "X-Kemi-App: menu;prompt=choose;invalid=invalid;digits=1-1;valid=1%2C2;timeout=5;retries=2"]
+
+
+def test_lookup_with_the_helper_down_goes_on_unchanged_and_recovers(proxy, web):
+    """tm's timer bounds the wait when the flow helper is gone (this test stack's own helper
+    process is stopped); after a restart the workers find its new port and token."""
+    agent, apw = proxy.subscriber()
+    caller, cpw = proxy.subscriber()
+    number = flow_number()
+    web.answers["/late"] = (200, "Carol Later", 0.0)
+    import_flow(proxy, number, lookup_flow(web.url("/late"), agent))
+    phone = proxy.phone(agent, apw, "answer", calls=2)
+
+    proxy.stack.flow_helper.stop()
+    try:
+        down = proxy.call(caller, cpw, number)
+    finally:
+        proxy.stack.flow_helper.start()
+    back = proxy.call(caller, cpw, number)
+
+    assert down.proc.returncode == 0 and back.proc.returncode == 0, explain(down, back, phone.uas, proxy.logs())
+    shown = [header(invite, "From") for invite in phone.invites()]
+    assert shown[0].startswith(f'"Caller {caller}"'), shown
+    assert shown[1].startswith('"Carol Later"'), shown
+    assert web.count("/late") == 1

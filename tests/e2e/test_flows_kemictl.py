@@ -13,10 +13,10 @@ _ids = itertools.count(1)
 def setup_numbers(proxy):
     """A queue and a hunt group to point flow nodes at."""
     (a, _), (b, _) = proxy.subscriber(), proxy.subscriber()
-    qname, qnum = f"fq{next(_ids)}", f"6{a[1:]}"
+    qname, qnum = f"kq{next(_ids)}", f"6{a[1:]}"
     proxy.kemictl("queue", "add", qname, qnum, "--max-wait", "5")
     proxy.kemictl("queue", "agents", qname, a)
-    hname, service = f"fh{next(_ids)}", f"8{b[1:]}"
+    hname, service = f"kh{next(_ids)}", f"8{b[1:]}"
     proxy.kemictl("hunt", "import", hname, "-", stdin=f"{b}\t0000\t{service}\t{b}\n")
     return qnum, service, a
 
