@@ -45,6 +45,8 @@ class FlowEngine:
         self._sock: socket.socket | None = None
         self._helper: tuple[int, str] | None = None    # (port, token)
         self._helper_stamp = 0
+        self._refused = 0                               # forged helper answers (this worker)
+        self._refused_logged = 0.0
 
     # ------------------------------------------------------------ entry points
 
@@ -109,7 +111,11 @@ class FlowEngine:
         token = pv("$hdr(X-Kemi-Token)") or ""
         if helper is None or int(pv("$sp") or 0) != helper[0] or not _same(token, helper[1]) \
                 or pv("$si") not in ("127.0.0.1", self.settings.sip_address):
-            log_info(f"flow helper: refused MESSAGE from {pv('$si')}:{pv('$sp')}")
+            self._refused += 1
+            if time.monotonic() >= self._refused_logged + 1.0:    # a flood cannot flood the log
+                log_info(f"flow helper: refused MESSAGE from {pv('$si')}:{pv('$sp')} "
+                         f"({self._refused} refused by this worker so far)")
+                self._refused_logged = time.monotonic()
             instrument.auth_failure("flow_helper")
             KSR.sl.sl_send_reply(403, "Forbidden - not the flow helper")
             return EXIT
@@ -195,7 +201,7 @@ class FlowEngine:
             journal.call_started(pv("$ci"), pv(names.FLOW_CALLER) or state.caller, plan.dialled, kind, target)
         KSR.pv.seti(names.FLOW_JOURNAL, 1)
         if isinstance(plan, routing.QueuePlan):
-            KSR.pv.sets("$avp(queue_overflow)", failure)
+            KSR.pv.sets(names.QUEUE_OVERFLOW, failure)
         elif isinstance(plan, routing.TrunkPlan):
             KSR.pv.sets(names.TRUNK_OVERFLOW, failure)
         return handler._start(plan, state.caller, fresh)

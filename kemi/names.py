@@ -16,6 +16,7 @@ Transaction AVPs (failure and reply routes may run in other workers):
   $avp(hunt_fallback) where the call goes when nobody answered (dial string or "flow:<outcome>")
   $avp(trunk_steps)   "<trunk id> <uri>,..." an outbound call's attempts; $avp(trunk_i) the current one
   $avp(trunk_overflow) a flow's "flow:failed" when every trunk failed
+  $avp(queue_overflow) a flow's "flow:timeout" when the queue's maximum wait passed
 Htables:
   qwait "<queue>:<seq>"       a caller in line: encode_entry (kemi/core/queue_entry.py)
   qstat "flowlast:<caller>"   "<agent>|<unix time>" who last talked with a caller in a flow
@@ -44,6 +45,7 @@ HUNT_FALLBACK = "$avp(hunt_fallback)"
 TRUNK_STEPS = "$avp(trunk_steps)"
 TRUNK_I = "$avp(trunk_i)"
 TRUNK_OVERFLOW = "$avp(trunk_overflow)"
+QUEUE_OVERFLOW = "$avp(queue_overflow)"
 HISTORY_TABLE = "qstat"
 HTTP_TABLE = "flowhttp"
 FLOW_TARGET = "flow:"      # a fallback/overflow "dial string" that means: continue the flow

@@ -301,7 +301,7 @@ def on_timeout(directory) -> str | int:
         instrument.call_ended(487)
         journal.call_ended(pv("$ci"), 487, "caller hung up while waiting")
         return EXIT
-    target = pv("$avp(queue_overflow)") or (q.timeout_target if q is not None else None)  # flows: a flow's next node
+    target = pv(names.QUEUE_OVERFLOW) or (q.timeout_target if q is not None else None)  # flows: a flow's next node
     if q is not None and target:
         log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {target}")
         return target

@@ -363,6 +363,16 @@ def test_forged_helper_answers_are_refused(proxy):
     assert sip_message(proxy, "not-the-token", "1:1\n1|3") == 403
     assert sip_message(proxy, info["token"], "1:1\n1|3") == 403, "the right token from another port"
 
+    # a bounded flood of forgeries: every one refused, the log does not grow with it
+    log = proxy.stack.kamailio.log
+    before = log.read_text(errors="replace").count("refused MESSAGE")
+    started = time.monotonic()
+    codes = [sip_message(proxy, f"guess-{i}", "1:1\n1|3") for i in range(100)]
+    elapsed = time.monotonic() - started
+    assert codes == [403] * 100
+    lines = log.read_text(errors="replace").count("refused MESSAGE") - before
+    assert lines <= proxy.settings.children * (int(elapsed) + 2), (lines, elapsed)
+
 
 # ------------------------------------------------------------------ flow changes and calls in progress
 
