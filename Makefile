@@ -1,5 +1,5 @@
 # The two commands: `make run` starts the whole stack with demo data, `make test` runs every test.
-.PHONY: run test unit e2e bench setup clean
+.PHONY: run test unit e2e bench setup clean lint
 
 setup:
 	@tools/setup.sh
@@ -10,8 +10,13 @@ run: setup
 # End-to-end tests each start their own stack on free ports, so they run side by side.
 TEST_WORKERS ?= 3
 
-test: setup
+test: setup lint
 	@.venv/bin/python -m pytest -q -n $(TEST_WORKERS) tests
+
+# flows: type checker (strict on the pure core) and linter, part of `make test`
+lint: setup
+	@.venv/bin/mypy --strict kemi/core kemi/names.py
+	@.venv/bin/ruff check .
 
 unit: setup
 	@.venv/bin/python -m pytest -q tests/unit

@@ -71,6 +71,16 @@ class Settings:
     # reach wherever the checkout is.
     pg_dir: str = ""
 
+    # flows: the media service's SIP address (contract.md), the flow helper's UDP port (0: a
+    # free one, published in var_dir/run/flow_helper.json), the SMTP server email nodes use,
+    # and, for tests only, a file holding the ISO time the flow engine takes as "now".
+    media_sip: str = "127.0.0.1:5080"
+    flow_helper_port: int = 0
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "kemi@localhost"
+    flow_clock_file: str = ""
+
     @property
     def database_url(self) -> str:
         """libpq DSN for psycopg."""

@@ -121,6 +121,8 @@ class Directory:
     ringall: dict[str, RingAllGroup] = field(default_factory=dict)   # by group number
     queues: dict[str, Queue] = field(default_factory=dict)           # by queue number
     supervisors: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)  # number -> {(kind, name)}
+    # flows: number -> (version, the flow document as canonical JSON); kemi.flow_engine parses it
+    flows: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

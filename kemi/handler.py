@@ -14,6 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, media, outbound, queueing, ring, routing, trunks
+from kemi import flow_engine, names  # flows:
 from kemi.config import Settings
 from kemi.guard import Guard
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
@@ -33,6 +34,7 @@ class Handler:
         self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
         journal.configure(self.settings.var_dir, log=log_error)
         self.guard = Guard(self.settings)
+        self.flows = flow_engine.FlowEngine(self.settings)  # flows:
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -117,9 +119,31 @@ class Handler:
 
     def ksr_failure_trunk(self, msg) -> int:
         try:
-            return outbound.on_failure()
+            result = outbound.on_failure()
+            return self._overflow(result) if isinstance(result, str) else result
         except Exception:
             return self._internal_error("trunk failure route", stateful=True)
+
+    # flows: the media service's answer, and the flow helper's HTTP answer (or its timeout)
+    def ksr_failure_flow_media(self, msg) -> int:
+        try:
+            return self.flows.on_media_failure(self, self.cache.get())
+        except Exception:
+            return self._internal_error("flow media failure route", stateful=True)
+
+    def ksr_branch_flow_media(self, msg) -> int:
+        try:
+            return self.flows.on_media_branch()
+        except Exception:
+            log_error("flow media branch route: " + traceback.format_exc())
+            instrument.handler_error("flow media branch route", replied=False)
+            return 1
+
+    def ksr_flow_http_resume(self, msg) -> int:
+        try:
+            return self.flows.on_http_resume(self, self.cache.get())
+        except Exception:
+            return self._internal_error("flow HTTP resume", stateful=True)
 
     def ksr_branch_trunk(self, msg) -> int:
         try:
@@ -165,6 +189,7 @@ class Handler:
                     if other != member:     # tm cancels them: Reason "Call completed elsewhere"
                         journal.leg_ended(call_id, other, "answered_elsewhere", 487)
         listen.track_answered([pv("$avp(call_from)") or "", member or ""])
+        flow_engine.on_answered(member)  # flows: routing by call history
 
     def _internal_error(self, where: str, stateful: bool = False) -> int:
         """The catch-all: it cannot fail itself (pv and the log are safe for any bytes)."""
@@ -224,6 +249,8 @@ class Handler:
             self.cache.get()
             KSR.sl.sl_send_reply(200, "OK")
             return EXIT
+        if method == "MESSAGE" and self.flows.is_helper_message():  # flows:
+            return self.flows.helper_message()
         if method == "REGISTER":
             return self._register()
         if method == "INVITE":
@@ -345,6 +372,9 @@ class Handler:
         KSR.auth.consume_credentials()
         strip_identity_headers()
         display = from_display()
+        if self.flows.has_flow(directory, pv("$rU") or ""):  # flows: the number runs a flow
+            KSR.pv.sets("$avp(call_from)", number)
+            return self.flows.start(self, directory, pv("$rU") or "", number, display)
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
         if isinstance(plan, routing.SpyPlan):
@@ -368,6 +398,9 @@ class Handler:
         strip_identity_headers()   # toward phones no identity assertion is passed on
         sent_display = from_display()
         number, display = trunks.inbound_caller(did, pv("$fU") or "", sent_display)
+        if self.flows.has_flow(directory, called):  # flows: the DID runs a flow
+            KSR.pv.sets("$avp(call_from)", "")
+            return self.flows.start(self, directory, called, number, display)
         plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
         KSR.pv.sets("$avp(call_from)", "")           # no subscriber on the calling end
         if not isinstance(plan, routing.Reject):
@@ -420,6 +453,8 @@ class Handler:
         """Nobody answered (or could): route the call on to the group's or queue's timeout
         destination, within the same transaction."""
         directory = self.cache.get()
+        if names.is_flow_target(target):  # flows: a node gave up, the flow goes on
+            return self.flows.resume(self, directory, target, fresh)
         caller = pv("$avp(queue_caller)") or pv("$fU") or ""
         plan = routing.plan_call(target, directory, self.settings.ring_timeout)
         if isinstance(plan, routing.TrunkPlan):

@@ -7,7 +7,8 @@ it with t_continue when an agent is free or the maximum wait has passed. Everyth
 lives in Kamailio shared memory, so every worker and the dispatcher see one state:
 
   htable qwait   "<queue>:tail" arrival counter; "<queue>:<seq>" one waiting caller,
-                 "state|tindex|tlabel|arrived|caller" with state W (waiting) or O (offered)
+                 "state|tindex|tlabel|arrived|caller" with state W (waiting) or O (offered):
+                 the entry state machine is kemi/core/queue_entry.py, its encoding kemi/names.py
   htable qtxn    "<tindex>:<tlabel>" -> "<queue>:<seq>"; "cid:<call-id>" -> "<tindex>:<tlabel>";
                  "offer:<tindex>:<tlabel>" -> agents being offered the call
   htable qstat   "ans:<queue>:<agent>" calls answered; "last:<queue>:<caller>" ->
@@ -22,13 +23,14 @@ import time
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, metrics, ring
+from kemi import hunt, instrument, journal, metrics, names, ring
+from kemi.core import queue_entry as qe
 from kemi import queue_strategy as strategy
 from kemi.hunt import Step
 from kemi.ksr import EXIT, log_info, new_transaction, pv
 
-OFFER_ROUTE = "ksr_queue_offer"
-TIMEOUT_ROUTE = "ksr_queue_timeout"
+OFFER_ROUTE = qe.OFFER_ROUTE
+TIMEOUT_ROUTE = qe.TIMEOUT_ROUTE
 FAILURE_ROUTE = "ksr_failure_queue"
 BUSY = "busy"
 REPORT_INTERVAL = 1.0   # seconds between queue-length and agent-state metric updates
@@ -95,7 +97,8 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     KSR.pv.sets("$avp(queue_caller)", caller)
     KSR.htable.sht_sets("qtxn", f"{tindex}:{tlabel}", f"{queue.number}:{seq}")
     KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
-    KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}", f"W|{tindex}|{tlabel}|{time.time():.3f}|{caller}")
+    KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}",
+                        names.encode_entry(qe.arrive(int(tindex), int(tlabel), time.time(), caller)))
     journal.queued(pv("$ci"), queue.name)
     log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
     return EXIT
@@ -119,7 +122,7 @@ def leave(entry_key: str | None, outcome: str) -> None:
     """The call left the queue: answered, timeout or abandoned (the caller hung up)."""
     entry = _get("qwait", entry_key) if entry_key else None
     if entry is not None:
-        arrived = float(entry.split("|")[3])
+        arrived = names.decode_entry(entry).arrived
         metrics.observe_queue_wait(pv("$avp(queue_name)") or "", max(0.0, time.time() - arrived), outcome)
     if entry_key:
         KSR.htable.sht_rm("qwait", entry_key)
@@ -168,14 +171,13 @@ class Dispatcher:
                     if seq == head:
                         head += 1          # finished calls at the front leave the line
                     continue
-                state, tindex, tlabel, arrived, caller = entry.split("|", 4)
-                if state != "W":
+                waiter = names.decode_entry(entry)
+                if not waiter.waiting:
                     continue
-                if strategy.waited_too_long(q, float(arrived), now):
-                    KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
-                    KSR.tmx.t_continue(int(tindex), int(tlabel), TIMEOUT_ROUTE)
+                if strategy.waited_too_long(q, waiter.arrived, now):
+                    _resume(key, waiter, qe.TimeOut())
                     continue
-                sticky = strategy.sticky_agent(q, _last_agent(q.number, caller), now)
+                sticky = strategy.sticky_agent(q, _last_agent(q.number, waiter.caller), now)
                 agents = strategy.pick(q, states, available, _get("qstat", f"rr:{q.number}"), sticky)
                 if not agents:
                     break                  # nobody free: everyone behind waits too (arrival order)
@@ -183,15 +185,15 @@ class Dispatcher:
                     states[agent] = strategy.AgentState(states[agent].calls + 1, states[agent].answered,
                                                         states[agent].idle_since)
                 KSR.htable.sht_sets("qstat", f"rr:{q.number}", agents[-1])
-                KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
-                KSR.htable.sht_sets("qtxn", f"offer:{tindex}:{tlabel}", ",".join(agents))
-                KSR.tmx.t_continue(int(tindex), int(tlabel), OFFER_ROUTE)
+                KSR.htable.sht_sets("qtxn", f"offer:{waiter.tindex}:{waiter.tlabel}", ",".join(agents))
+                _resume(key, waiter, qe.Offer())
             self.heads[q.number] = head
 
     @staticmethod
     def _report(q, head: int, tail: int, states, available: set[str]) -> None:
         """Queue length and agents by state, for the metrics (once a second)."""
-        waiting = sum(1 for seq in range(head, tail + 1) if (_get("qwait", f"{q.number}:{seq}") or "").startswith("W|"))
+        waiting = sum(1 for seq in range(head, tail + 1)
+                      if (_get("qwait", f"{q.number}:{seq}") or "").startswith(qe.WAITING + "|"))
         metrics.queue_waiting(q.name, waiting)
         counts = {"idle": 0, "busy": 0, "logged_out": 0, "unregistered": 0}
         for agent in q.agents:
@@ -266,7 +268,8 @@ def _requeue(why: str) -> int:
         KSR.tm.t_reply(500, "Server Internal Error - lost the queue position")
         instrument.call_ended(500)
         return EXIT
-    KSR.htable.sht_sets("qwait", entry_key, "W|" + entry.split("|", 1)[1])
+    waiter, _ = qe.on_event(names.decode_entry(entry), qe.Requeue())
+    KSR.htable.sht_sets("qwait", entry_key, names.encode_entry(waiter))
     log_info(f"queue: {pv('$ci')} back in line as #{entry_key.split(':')[-1]}: {why}")
     return EXIT
 
@@ -298,9 +301,10 @@ def on_timeout(directory) -> str | int:
         instrument.call_ended(487)
         journal.call_ended(pv("$ci"), 487, "caller hung up while waiting")
         return EXIT
-    if q is not None and q.timeout_target:
-        log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {q.timeout_target}")
-        return q.timeout_target
+    target = pv(names.QUEUE_OVERFLOW) or (q.timeout_target if q is not None else None)  # flows: a flow's next node
+    if q is not None and target:
+        log_info(f"queue {q.name}: {pv('$ci')} waited {q.max_wait}s, to {target}")
+        return target
     code = q.timeout_code if q else 480
     KSR.rtpengine.rtpengine_delete0()
     KSR.tm.t_reply(code, "Queue Timeout - no agent became free")
@@ -314,11 +318,18 @@ def cancel_waiting(call_id: str) -> bool:
     txn = _get("qtxn", f"cid:{call_id}")
     if txn is None:
         return False
-    tindex, _, tlabel = txn.partition(":")
     entry_key = _get("qtxn", txn)
     entry = _get("qwait", entry_key) if entry_key else None
-    if entry is None or not entry.startswith("W|"):
+    if entry is None:
         return False
-    KSR.htable.sht_sets("qwait", entry_key, "O|" + entry.split("|", 1)[1])
-    KSR.tmx.t_continue(int(tindex), int(tlabel), TIMEOUT_ROUTE)
+    return _resume(entry_key, names.decode_entry(entry), qe.Cancel())
+
+
+def _resume(key: str, waiter: qe.QueueEntry, event: qe.QueueEvent) -> bool:
+    """Apply the entry machine: store the new state, resume the suspended call if it says so."""
+    waiter, action = qe.on_event(waiter, event)
+    if action is None:
+        return False
+    KSR.htable.sht_sets("qwait", key, names.encode_entry(waiter))
+    KSR.tmx.t_continue(waiter.tindex, waiter.tlabel, action.route)
     return True

@@ -2,7 +2,8 @@
 at once (ring-all groups, queue offers); every registered device of a member rings at once.
 KSR adapter code; the decisions are in kemi.hunt.
 
-Transaction AVPs (failure and reply routes may run in other worker processes):
+Transaction AVPs (failure and reply routes may run in other worker processes; names and
+encodings in kemi/names.py, the order of the hunt's rules in kemi/core/ringing.py):
   $avp(hunt_steps)     "number:seconds,..." registered members in order ("*:seconds" for ring-all)
   $avp(hunt_i)         index of the step ringing now
   $avp(hunt_busy)      1 once any device answered busy (486/600), set by the reply route
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal
+from kemi import hunt, instrument, journal, names
+from kemi.core import ringing as _hunt_machine
 from kemi.ksr import EXIT, log_info, new_transaction, pv
 
 LOCATION = "location"
@@ -44,13 +46,12 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
              + (" + " if plan.parallel else " > ").join(f"{s.number}/{s.ring_timeout}s" for s in steps))
     if fresh and not new_transaction():
         return EXIT
-    if plan.parallel:
-        KSR.pv.sets("$avp(hunt_steps)", f"*:{steps[0].ring_timeout}")
-    else:
-        KSR.pv.sets("$avp(hunt_steps)", ",".join(f"{s.number}:{s.ring_timeout}" for s in steps))
-    KSR.pv.seti("$avp(hunt_i)", 0)
-    KSR.pv.seti("$avp(hunt_busy)", 0)
-    KSR.pv.sets("$avp(hunt_fallback)", plan.fallback or "")
+    hunt_steps = ((_hunt_machine.HuntStep("*", steps[0].ring_timeout),) if plan.parallel
+                  else tuple(_hunt_machine.HuntStep(s.number, s.ring_timeout) for s in steps))
+    KSR.pv.sets(names.HUNT_STEPS, names.encode_hunt_steps(hunt_steps))
+    KSR.pv.seti(names.HUNT_I, 0)
+    KSR.pv.seti(names.HUNT_BUSY, 0)
+    KSR.pv.sets(names.HUNT_FALLBACK, plan.fallback or "")
     if not next_contacts(first=True):
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
@@ -172,44 +173,41 @@ def relay(ring_ms: int, no_response_ms: int, failure_route: str, branch_route: s
 
 def on_failure(hunt_on_decline: bool) -> int | str:
     """The step ringing now ended without an answer. Returns EXIT, or the fallback dial
-    string when nobody answered and the group overflows somewhere."""
-    steps = [s.split(":") for s in (pv("$avp(hunt_steps)") or "").split(",") if s]
-    index = int(pv("$avp(hunt_i)") or 0)
-    current = steps[index][0] if index < len(steps) else "?"
+    string when nobody answered and the group overflows somewhere. The order of the rules
+    is the pure hunt state machine's (kemi.core.ringing); this applies its action."""
+    state = names.decode_hunt(pv(names.HUNT_STEPS), pv(names.HUNT_I), pv(names.HUNT_BUSY), pv(names.HUNT_FALLBACK))
+    current = state.current
     call_id = pv("$ci")
     ringing = ringing_members() if current == "*" else [current]
-    if KSR.tm.t_is_canceled() > 0:
+    canceled = KSR.tm.t_is_canceled() > 0
+    code = 487 if canceled else int(pv("$T_reply_code") or 0)
+    for member in ringing:
+        journal.leg_ended(call_id, member, "cancelled" if canceled else hunt.leg_outcome(code), code)
+    state, action = _hunt_machine.hunt_on_failure(state, _hunt_machine.StepFailed(code, canceled), hunt_on_decline)
+    if isinstance(action, _hunt_machine.RingNext):
+        if KSR.tm.t_next_contacts() > 0:
+            log_info(f"hunt {call_id}: {current} answered {code}, next {action.step.number}")
+            journal.offered(call_id, action.step.number)
+            KSR.pv.seti(names.HUNT_I, state.index)
+            return relay_step(action.step.ring_timeout)
+        action = _hunt_machine.hunt_exhausted(state)        # the next step's devices are gone
+    if isinstance(action, _hunt_machine.Cancelled):
         KSR.rtpengine.rtpengine_delete0()
         instrument.call_ended(487)
-        for member in ringing:
-            journal.leg_ended(call_id, member, "cancelled", 487)
         journal.call_ended(call_id, 487, "caller hung up")
         return EXIT
-    code = int(pv("$T_reply_code") or 0)
-    for member in ringing:
-        journal.leg_ended(call_id, member, hunt.leg_outcome(code), code)
-
-    if not hunt.hunt_on_after(code, hunt_on_decline):
-        log_info(f"hunt {pv('$ci')}: {current} answered {code}, hunt ends")
+    if isinstance(action, _hunt_machine.PassOn):
+        log_info(f"hunt {call_id}: {current} answered {code}, hunt ends")
         KSR.rtpengine.rtpengine_delete0()
         instrument.call_ended(code)
         journal.call_ended(call_id, code)
         return EXIT
-
-    if index + 1 < len(steps) and KSR.tm.t_next_contacts() > 0:
-        log_info(f"hunt {pv('$ci')}: {current} answered {code}, next {steps[index + 1][0]}")
-        journal.offered(call_id, steps[index + 1][0])
-        KSR.pv.seti("$avp(hunt_i)", index + 1)
-        return relay_step(int(steps[index + 1][1]))
-
-    fallback = pv("$avp(hunt_fallback)")
-    if fallback:
-        log_info(f"hunt {pv('$ci')}: {current} answered {code}, nobody answered: overflow to {fallback}")
-        return fallback
-    status, reason = hunt.exhausted_reply(pv("$avp(hunt_busy)") == "1")
-    log_info(f"hunt {pv('$ci')}: {current} answered {code}, chain exhausted: {status}")
+    if isinstance(action, _hunt_machine.Overflow):
+        log_info(f"hunt {call_id}: {current} answered {code}, nobody answered: overflow to {action.target}")
+        return action.target
+    log_info(f"hunt {call_id}: {current} answered {code}, chain exhausted: {action.code}")
     KSR.rtpengine.rtpengine_delete0()
-    KSR.tm.t_reply(status, reason)
-    instrument.call_ended(status)
-    journal.call_ended(call_id, status, reason)
+    KSR.tm.t_reply(action.code, action.reason)
+    instrument.call_ended(action.code)
+    journal.call_ended(call_id, action.code, action.reason)
     return EXIT

@@ -70,7 +70,11 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         for number, kind, name in cur:
             supervising.setdefault(number, set()).add((kind, name))
         supervisors = {n: frozenset(scopes) for n, scopes in supervising.items()}
-    return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors)
+        # flows:
+        cur.execute("SELECT number, version, doc::text FROM flow")
+        flows = {r[0]: (r[1], r[2]) for r in cur}
+    return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
+                     flows=flows)
 
 
 def snapshot_path(var_dir: str) -> Path:

@@ -13,7 +13,7 @@ import psycopg
 
 from kemi.config import Settings
 from provision import groups, store, trunks
-from provision import bans, journal, live
+from provision import bans, flows, journal, live
 from provision.store import ProvisioningError
 
 
@@ -325,6 +325,7 @@ def parser() -> argparse.ArgumentParser:
     ba = bn.add_subparsers(dest="action", required=True)
     ba.add_parser("list", help="what is banned or locked out, why, and for how long")
     ba.add_parser("remove", help="lift a ban (ADDRESS) or a lock-out (NUMBER) now").add_argument("target")
+    flows.add_parser(top)
     jo = top.add_parser("journal", help="call journal: a member's recent calls, or one call's legs")
     jo.add_argument("number", nargs="?", help="SIP number (member, agent or caller)")
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
@@ -358,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
             commands = {"subscriber": cmd_subscriber, "hunt": cmd_hunt, "trunk": cmd_trunk, "route": cmd_route,
                         "did": cmd_did, "callerid": cmd_callerid,
                         "ringall": cmd_ringall, "queue": cmd_queue, "agent": cmd_agent,
-                        "supervisor": cmd_supervisor, "journal": cmd_journal}
+                        "supervisor": cmd_supervisor, "journal": cmd_journal,
+                        "flow": flows.command}
             started_ns = time.time_ns()   # a load that began after this includes the commit below
             commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
         if live.changes_routing(args.area, getattr(args, "action", None)):

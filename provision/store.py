@@ -55,6 +55,8 @@ def number_owner(directory, number: str) -> str | None:
         return f"the number of ring-all group '{directory.ringall[number].name}'"
     if number in directory.queues:
         return f"the number of queue '{directory.queues[number].name}'"
+    if number in directory.flows:   # flows: a number of its own that starts a call flow
+        return "a call flow number"
     return None
 
 

@@ -440,6 +440,9 @@ class Stack:
         from tools.exporter import Exporter  # here: tools.exporter imports this module
         self.exporter = Exporter(settings)
         self.shipper = JournalShipper(settings)
+        # flows: HTTP and email for call flows, outside the SIP workers (tools/flow_helper.py)
+        from tools.flow_helper import FlowHelper  # here: tools.flow_helper imports this module
+        self.flow_helper = FlowHelper(settings)
         self.supervisor: Supervisor | None = None
         self.media_gate: MediaGate | None = None
 
@@ -447,8 +450,8 @@ class Stack:
     def supervised(self) -> list:
         """What the supervisor restarts when it dies, in start order. One more supervised
         process: one more Process subclass and one more entry here."""
-        return [p for p in (self.postgres, self.loader, self.shipper, self.rtpengine, self.kamailio,
-                            self.exporter) if p is not None]
+        return [p for p in (self.postgres, self.loader, self.shipper, self.rtpengine, self.flow_helper,
+                            self.kamailio, self.exporter) if p is not None]
 
     def start_database(self) -> None:
         if self.postgres:
@@ -468,6 +471,8 @@ class Stack:
         say(f"journal: shipping {self.settings.var_dir}/journal to the database, log {self.shipper.log}")
         self.rtpengine.start()
         say(f"rtpengine: NG on {self.settings.rtpengine_ng}, log {self.rtpengine.log}")
+        self.flow_helper.start()
+        say(f"flow helper: HTTP and email for call flows, log {self.flow_helper.log}")
         self.exporter.start()
         say(f"metrics: {self.exporter.url} (rtpengine's: http://{self.settings.rtpengine_http}/metrics)")
         say(f"kamailio: SIP on udp+tcp {self.settings.sip_address}:{self.settings.sip_port} "
@@ -487,6 +492,7 @@ class Stack:
             self.supervisor.stop()
         self.exporter.stop()
         self.kamailio.stop()
+        self.flow_helper.stop()  # flows:
         self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
         self.loader.stop()
         self.rtpengine.stop()

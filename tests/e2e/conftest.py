@@ -68,7 +68,9 @@ def proxy():
                         rtpengine_ng=f"127.0.0.1:{sipp.free_port()}",
                         rtpengine_http=f"127.0.0.1:{sipp.free_port()}", metrics_port=sipp.free_port(),
                         rtp_port_min=rtp_base, rtp_port_max=rtp_base + 199,
-                        ring_timeout=15, children=4, var_dir=str(base))
+                        ring_timeout=15, children=4, var_dir=str(base),
+                        flow_clock_file=str(base / "flow_clock"), smtp_port=sipp.free_port(),  # flows:
+                        media_sip=f"127.0.0.1:{sipp.free_port()}")
     stack = Stack(settings, durable=False)
     try:
         stack.start()

@@ -1,0 +1,72 @@
+"""A caller's entry in a queue as a pure state machine: waiting -> offered -> (answered or
+left: the entry is removed) or back to waiting. The dispatcher and the queue adapter
+(kemi/queueing.py) keep it in the shared htable `qwait` (encoding in kemi/names.py) and
+apply the `Resume` action with t_continue; which agent gets an offer is kemi.queue_strategy's.
+
+    arrive ──► WAITING ──Offer──► OFFERED ──Requeue (no answer)──► WAITING
+                  │  └──TimeOut/Cancel──► OFFERED (resumed in the timeout route) ──► left
+Events on an entry that is not waiting do nothing: an offer in progress is never doubled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+WAITING = "W"
+OFFERED = "O"
+OFFER_ROUTE = "ksr_queue_offer"
+TIMEOUT_ROUTE = "ksr_queue_timeout"
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    state: str           # WAITING or OFFERED
+    tindex: int          # the suspended transaction
+    tlabel: int
+    arrived: float       # unix time; kept when the caller goes back in line
+    caller: str
+
+    @property
+    def waiting(self) -> bool:
+        return self.state == WAITING
+
+
+@dataclass(frozen=True)
+class Offer:
+    pass
+
+
+@dataclass(frozen=True)
+class TimeOut:
+    pass
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+@dataclass(frozen=True)
+class Requeue:
+    pass
+
+
+QueueEvent = Offer | TimeOut | Cancel | Requeue
+
+
+@dataclass(frozen=True)
+class Resume:
+    """t_continue the entry's transaction in this route."""
+    route: str
+
+
+def arrive(tindex: int, tlabel: int, now: float, caller: str) -> QueueEntry:
+    return QueueEntry(WAITING, tindex, tlabel, now, caller)
+
+
+def on_event(entry: QueueEntry, event: QueueEvent) -> tuple[QueueEntry, Resume | None]:
+    if isinstance(event, Requeue):
+        return (replace(entry, state=WAITING), None) if not entry.waiting else (entry, None)
+    if not entry.waiting:
+        return entry, None
+    route = OFFER_ROUTE if isinstance(event, Offer) else TIMEOUT_ROUTE
+    return replace(entry, state=OFFERED), Resume(route)
