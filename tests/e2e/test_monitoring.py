@@ -209,7 +209,11 @@ class Prometheus:
             with urllib.request.urlopen(url, timeout=10) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as err:      # 400/422: invalid query, with Prometheus' reason
-            return json.loads(err.read())
+            body = err.read()
+            try:
+                return json.loads(body)
+            except ValueError:                     # 503 "Service Unavailable" while it starts
+                return {"status": "unavailable", "error": body[:200].decode(errors="replace")}
 
     def query(self, expr: str) -> dict:
         return self.api("query", query=expr)
