@@ -17,7 +17,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -25,7 +24,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from kemi.config import Settings
@@ -200,7 +198,7 @@ def kamailio_workers(proxy) -> list[int]:
 
 def test_killed_kamailio_worker_is_restarted_and_calls_resume(faulty):
     (a, pa), (b, pb) = faulty.subscriber(), faulty.subscriber()
-    callee = faulty.phone(b, pb, calls=10000)
+    faulty.phone(b, pb, calls=10000)   # the callee answers every call of the load
     main_pid = faulty.stack.kamailio.proc.pid
     workers = kamailio_workers(faulty)
     assert workers and main_pid not in workers, faulty.stack.kamailio.rpc("core.psx")
@@ -237,7 +235,7 @@ def loader_log(proxy) -> str:
 
 def test_database_dropping_packets_never_blocks_calls(faulty):
     (a, pa), (b, pb) = faulty.subscriber(), faulty.subscriber()
-    callee = faulty.phone(b, pb, calls=10000)
+    faulty.phone(b, pb, calls=10000)   # the callee answers every call of the load
     n, pn = faulty.subscriber()
     newcomer = faulty.phone(n, pn, register=False)
     snapshot = DirectoryCache(path=snapshot_path(faulty.settings.var_dir))
@@ -280,7 +278,7 @@ def rtpengine_calls(proxy) -> list[str]:
 
 def test_hung_rtpengine_costs_each_call_a_bounded_delay(faulty):
     (a, pa), (b, pb) = faulty.subscriber(), faulty.subscriber()
-    callee = faulty.phone(b, pb, calls=10000)
+    faulty.phone(b, pb, calls=10000)   # the callee answers every call of the load
     rtp = faulty.stack.rtpengine.proc
     load = Load(faulty, a, pa, b, count=50 * RATE)
     time.sleep(5)           # calls flow normally first (load profile)
