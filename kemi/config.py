@@ -43,6 +43,13 @@ class Settings:
     pkg_mb: int = 32
     # Where runtime state lives (database cluster, sockets, logs).
     var_dir: str = str(ROOT / "var")
+    # media: the media service (issue 13, media/). Its SIP UDP address (the flow/media
+    # contract's name and default), who may send it INVITEs (empty: the proxy's own
+    # sip_address:sip_port), how many calls it carries at once, the voicemail access number.
+    media_sip: str = "127.0.0.1:5080"
+    media_trusted: str = ""
+    media_max_legs: int = 500
+    voicemail_number: str = "8999"
 
     @property
     def database_url(self) -> str:

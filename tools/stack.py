@@ -240,6 +240,24 @@ class JournalShipper(Process):
         super().stop(timeout)
 
 
+# media: the media service (issue 13), one more supervised process; its log is var/log/media.log.
+class MediaService(Process):
+    name = "media"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "media"]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.to_env(), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def ready(self) -> bool:
+        host, _, port = self.settings.media_sip.rpartition(":")
+        return sip_options(host, int(port)) == 200
+
+    def start(self, timeout: float = 60, inherit_output: bool = False) -> None:   # first start makes the prompts
+        super().start(timeout, inherit_output)
+
+
 def sip_options(host: str, port: int, timeout: float = 0.3) -> int | None:
     """Send one OPTIONS to the proxy itself; returns the reply code or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -275,6 +293,7 @@ class Stack:
         from tools.exporter import Exporter  # here: tools.exporter imports this module
         self.exporter = Exporter(settings)
         self.shipper = JournalShipper(settings)
+        self.media = MediaService(settings)   # media
 
     def start_database(self) -> None:
         if self.postgres:
@@ -285,6 +304,7 @@ class Stack:
         self.start_database()
         self.shipper.start()
         self.rtpengine.start()
+        self.media.start()   # media
         self.kamailio.start(inherit_output=inherit_kamailio_output)
         self.exporter.start()
 
@@ -293,6 +313,7 @@ class Stack:
         self.kamailio.stop()
         self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
         self.rtpengine.stop()
+        self.media.stop()   # media
         if self.postgres:
             self.postgres.stop()
 
@@ -311,6 +332,8 @@ def run() -> int:
         print(f"journal: shipping {settings.var_dir}/journal to the database, log {stack.shipper.log}")
         stack.rtpengine.start()
         print(f"rtpengine: NG on {settings.rtpengine_ng}, log {stack.rtpengine.log}")
+        stack.media.start()   # media
+        print(f"media service: SIP on udp {settings.media_sip}, log {stack.media.log}")   # media
         stack.exporter.start()
         print(f"metrics: {stack.exporter.url} (rtpengine's: http://{settings.rtpengine_http}/metrics)")
         print(f"kamailio: SIP on udp+tcp {settings.sip_address}:{settings.sip_port} "

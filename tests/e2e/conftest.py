@@ -53,7 +53,8 @@ class Proxy:
         return sipp.call(self.address, number, password, dial, self.workdir, **kw)
 
     def logs(self) -> str:
-        return f"kamailio log: {self.stack.kamailio.log}\nrtpengine log: {self.stack.rtpengine.log}\nSIPp traces: {self.workdir}"
+        return (f"kamailio log: {self.stack.kamailio.log}\nrtpengine log: {self.stack.rtpengine.log}\n"
+                f"media log: {self.stack.media.log}\nSIPp traces: {self.workdir}")
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +70,8 @@ def proxy():
                         rtpengine_ng=f"127.0.0.1:{sipp.free_port()}",
                         rtpengine_http=f"127.0.0.1:{sipp.free_port()}", metrics_port=sipp.free_port(),
                         rtp_port_min=rtp_base, rtp_port_max=rtp_base + 199,
-                        ring_timeout=15, children=4, var_dir=str(base))
+                        ring_timeout=15, children=4, var_dir=str(base),
+                        media_sip=f"127.0.0.1:{sipp.free_port()}")   # media
     stack = Stack(settings, durable=False)
     try:
         stack.start()
