@@ -14,6 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
+from kemi import voicemail_route  # media
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -28,6 +29,8 @@ class Handler:
         self.dispatcher = queueing.Dispatcher()
         self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
         journal.configure(self.settings.var_dir, log=log_error)
+        self.vm_rules = voicemail_route.Rules(self.cache, log_error)   # media
+        ring.UNANSWERED = self._voicemail_unanswered                   # media
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -80,6 +83,17 @@ class Handler:
             return queueing.on_failure()
         except Exception:
             return self._internal_error("queue failure route", stateful=True)
+
+    # media: the media service's branch failed (down, refused), and calls nobody answered
+    def ksr_failure_media(self, msg) -> int:
+        try:
+            return voicemail_route.on_failure()
+        except Exception:
+            return self._internal_error("media failure route", stateful=True)
+
+    def _voicemail_unanswered(self, event: str, fresh: bool) -> int | None:
+        return voicemail_route.divert(self.vm_rules, self.settings.media_sip, pv("$avp(vm_box)"), event, fresh)
+    # media: end
 
     def ksr_failure_trunk(self, msg) -> int:
         try:
@@ -271,6 +285,7 @@ class Handler:
 
     def _invite(self) -> int:
         instrument.invite_received()
+        voicemail_route.strip_app_header()   # media
         directory = self._directory()
         if directory is None:
             return EXIT
@@ -289,8 +304,12 @@ class Handler:
         KSR.auth.consume_credentials()
         strip_identity_headers()
         display = from_display()
+        if (pv("$rU") or "") == self.settings.voicemail_number:   # media: voicemail access number
+            own = number if number in self.vm_rules.get() else None
+            return voicemail_route.relay(self.settings.media_sip, voicemail_route.app_header("vmaccess", box=own), True)
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
+        plan = voicemail_route.ring_timeout_for(plan, self.vm_rules.get())   # media
         if isinstance(plan, routing.SpyPlan):
             return listen.start(plan, self.ng)
         KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
@@ -299,6 +318,11 @@ class Handler:
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
         if isinstance(plan, routing.RingPlan) and plan.display_format:
             self._present(plan, number, display, number, display)
+        if isinstance(plan, routing.RingPlan) and plan.kind == "direct":   # media: voicemail rules
+            KSR.pv.sets("$avp(vm_box)", plan.dialled)
+            diverted = voicemail_route.divert(self.vm_rules, self.settings.media_sip, plan.dialled, "call", True)
+            if diverted is not None:
+                return diverted
         return self._start(plan, number)
 
     def _from_trunk(self, directory, trunk) -> int:

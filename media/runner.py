@@ -213,6 +213,8 @@ class Runner:
             await self.play("vm-goodbye", interrupt=False)
             return None
         number = self.box.number
+        if self.app.box:
+            self.log(f"vmaccess: box {number} opened without PIN (the proxy authenticated its owner)")
         new, saved = await self.store.counts(number)
         await self.play_many(["vm-you-have", *self.say_number(str(new)), "vm-new",
                               *self.say_number(str(saved)), "vm-saved"])

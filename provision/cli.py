@@ -12,6 +12,7 @@ import psycopg
 from kemi.config import Settings
 from provision import groups, store, trunks
 from provision import journal
+from provision import media  # media
 from provision.store import ProvisioningError
 
 
@@ -323,6 +324,7 @@ def parser() -> argparse.ArgumentParser:
     jo.add_argument("number", nargs="?", help="SIP number (member, agent or caller)")
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
     jo.add_argument("--call", metavar="CALL_ID", help="every leg of one call")
+    media.add_parsers(top)   # media: audio, voicemail
     return p
 
 
@@ -335,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                         "did": cmd_did, "callerid": cmd_callerid,
                         "ringall": cmd_ringall, "queue": cmd_queue, "agent": cmd_agent,
                         "supervisor": cmd_supervisor, "journal": cmd_journal}
+            commands.update(media.COMMANDS)   # media: audio, voicemail
             commands[args.area](args, conn, settings)
     except ProvisioningError as err:
         print(f"error: {err}", file=sys.stderr)

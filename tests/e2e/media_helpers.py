@@ -68,7 +68,8 @@ def tone_share(pcm: np.ndarray, freq: float, width: float = 30.0) -> float:
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
     freqs = np.fft.rfftfreq(len(x), 1 / 8000)
     band = (freqs > freq - width) & (freqs < freq + width)
-    return float(spectrum[band].sum() / spectrum.sum())
+    total = spectrum.sum()
+    return float(spectrum[band].sum() / total) if total > 0 else 0.0
 
 
 def add_audio(dsn: str, name: str, pcm: np.ndarray) -> None:
