@@ -17,7 +17,7 @@ class AudioError(ValueError):
 
 
 def from_wav(data: bytes) -> np.ndarray:
-    if data[:4] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+    if data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
         raise AudioError(f"MP3 is not supported (no pinned decoder): convert it to WAV first; accepted: {SUPPORTED}")
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioError(f"not a WAV file (no RIFF/WAVE header); accepted: {SUPPORTED}")
