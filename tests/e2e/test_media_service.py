@@ -167,3 +167,69 @@ def test_garbage_does_not_stop_the_service(service):
         for junk in (b"\x00" * 50, b"INVITE sip:x SIP/2.0\r\n\r\n", b"A" * 9000, "ÿ".encode() * 100):
             s.sendto(junk, service.address)
     assert sip_options(*service.address) == 200
+
+
+def test_kemictl_audio_upload_is_converted_and_played(proxy, service, tmp_path):
+    import wave
+    rate = 44100
+    t = np.arange(rate) / rate
+    tone = (np.sin(2 * np.pi * 880 * t) * 10000).astype("<i2")
+    path = tmp_path / "upload.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.repeat(tone, 2).tobytes())
+    out = proxy.kemictl("audio", "add", "t-upload-880", str(path))
+    assert "1.0 s, 8 kHz mono" in out.stdout
+    assert "t-upload-880" in proxy.kemictl("audio", "list").stdout
+    again = proxy.kemictl("audio", "add", "t-upload-880", str(path), check=False)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+    async def scenario():
+        phone = await Phone().open()
+        call = await phone.call(service.address, app_uri(service, "play"), [("X-Kemi-App", "play;audio=t-upload-880")])
+        await call.wait_final(15)
+        await asyncio.sleep(0.1)
+        phone.close()
+        return call
+    call = run(scenario())
+    assert tone_share(call.received(), 880) > 0.8
+    proxy.kemictl("audio", "remove", "t-upload-880")
+    assert "t-upload-880" not in proxy.kemictl("audio", "list").stdout
+
+
+@pytest.mark.parametrize("content,phrase", [
+    (b"ID3\x04\x00\x00" + b"\x00" * 200, "MP3 is not supported"),
+    (b"just some text", "not a WAV file"),
+    (b"RIFF\x10\x00\x00\x00WAVEfmt \x00", "unreadable WAV"),
+])
+def test_kemictl_refuses_bad_uploads_with_the_reason(proxy, tmp_path, content, phrase):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(content)
+    out = proxy.kemictl("audio", "add", "t-bad", str(path), check=False)
+    assert out.returncode == 2 and phrase in out.stderr, out.stderr
+    assert "t-bad" not in proxy.kemictl("audio", "list").stdout
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (("audio", "add", "../x", "/etc/hostname"), "name '../x'"),
+    (("audio", "add", "ok", "/nonexistent.wav"), "does not exist"),
+    (("audio", "remove", "beep"), "built-in prompt"),
+    (("voicemail", "box", "add", "000000", "--pin", "1234"), "existing SIP number"),
+    (("voicemail", "box", "pin", "000000", "1234"), "does not exist"),
+])
+def test_kemictl_media_errors_name_the_field(proxy, args, phrase):
+    out = proxy.kemictl(*args, check=False)
+    assert out.returncode == 2 and phrase in out.stderr, out.stderr
+
+
+def test_kemictl_box_pin_rule(proxy):
+    number, _ = proxy.subscriber()
+    out = proxy.kemictl("voicemail", "box", "add", number, "--pin", "12", check=False)
+    assert out.returncode == 2 and "4 to 8 digits" in out.stderr
+    proxy.kemictl("voicemail", "box", "add", number, "--pin", "1234", "--no-answer", "20")
+    listed = proxy.kemictl("voicemail", "box", "list").stdout
+    assert number in listed and "no answer 20s" in listed
+    proxy.kemictl("voicemail", "box", "rule", number, "--always", "yes")
+    assert "always" in [l for l in proxy.kemictl("voicemail", "box", "list").stdout.splitlines() if number in l][0]
