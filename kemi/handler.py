@@ -200,6 +200,10 @@ class Handler:
             return self._register()
         if method == "INVITE":
             return self._invite()
+        if method == "SUBSCRIBE":   # media: message waiting (RFC 3842), notified by the media service
+            directory = self._directory()
+            number = self._authenticate(directory, "$fU") if directory is not None else None
+            return EXIT if number is None else voicemail_route.subscribe(self.settings, number)
         KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER\r\n")
         KSR.sl.sl_send_reply(405, "Method Not Allowed")
         return EXIT

@@ -149,3 +149,32 @@ def on_failure() -> int:
         KSR.tm.t_reply(code, reason)
         instrument.call_ended(code)
     return EXIT
+
+
+def subscribe(settings, number: str) -> int:
+    """A phone subscribes to its own box's message-summary (R-URI: its own number or the
+    voicemail number); the media service is the notifier, through this proxy."""
+    import KSR
+    from kemi.ksr import EXIT, log_info, new_transaction, pv
+    event = (pv("$hdr(Event)") or "").split(";", 1)[0].strip().lower()
+    if event != "message-summary":
+        KSR.hdr.append_to_reply("Allow-Events: message-summary\r\n")
+        KSR.sl.sl_send_reply(489, "Bad Event - only message-summary is supported")
+        return EXIT
+    if (pv("$rU") or "") not in (number, settings.voicemail_number):
+        KSR.sl.sl_send_reply(403, "Forbidden - subscribe to your own mailbox")
+        return EXIT
+    KSR.auth.consume_credentials()
+    strip_app_header()
+    log_info(f"{number} subscribes to message-summary")
+    KSR.rr.record_route()
+    if not new_transaction():
+        return EXIT
+    KSR.hdr.append(f"{APP_HEADER}: {app_header('mwi', box=number)}\r\n")
+    KSR.pv.sets("$ru", f"sip:mwi@{settings.media_sip}")
+    KSR.pv.sets("$du", f"sip:{settings.media_sip}")
+    KSR.tm.t_set_fr(2000, MEDIA_NO_RESPONSE_MS)
+    KSR.tm.t_on_failure(FAILURE_ROUTE)
+    if KSR.tm.t_relay() < 0:
+        KSR.tm.t_reply(503, "Service Unavailable - media service unreachable")
+    return EXIT

@@ -48,7 +48,13 @@ class Menu:
     retries: int = 2
 
 
-App = Voicemail | VmAccess | Play | Menu
+@dataclass(frozen=True)
+class Mwi:
+    """Not a call: a SUBSCRIBE to a box's message-summary (RFC 3842), relayed by the proxy."""
+    box: str
+
+
+App = Voicemail | VmAccess | Play | Menu | Mwi
 TERMINAL = (Voicemail, VmAccess)
 
 
@@ -69,6 +75,8 @@ def parse(header: str | None) -> App:
             return Voicemail(_box(params.get("box"), required=True))
         if name == "vmaccess":
             return VmAccess(_box(params.get("box"), required=False))
+        if name == "mwi":
+            return Mwi(_box(params.get("box"), required=True))
         if name == "play":
             return Play(_audio(params, "audio"), _int(params, "loop", 1, 1, 100))
         if name == "menu":

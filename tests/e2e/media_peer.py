@@ -62,6 +62,39 @@ class Phone(asyncio.DatagramProtocol):
         return call
 
 
+async def subscribe(phone: Phone, target, ruri: str, expires: int = 3600, event: str = "message-summary"):
+    """SUBSCRIBE (with digest on 407); returns (final response, call-id). NOTIFYs land in
+    phone.requests and are answered 200."""
+    call_id = uuid.uuid4().hex + "@media-peer"
+    tag = uuid.uuid4().hex[:8]
+    queue: asyncio.Queue = asyncio.Queue()
+    phone.waiters[call_id] = queue
+    auth = None
+    for cseq in (1, 2):
+        headers = [("Via", f"SIP/2.0/UDP {phone.address}:{phone.port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport"),
+                   ("Max-Forwards", "70"), ("From", f"<sip:{phone.user}@{target[0]}>;tag={tag}"),
+                   ("To", f"<{ruri}>"), ("Call-ID", call_id), ("CSeq", f"{cseq} SUBSCRIBE"),
+                   ("Contact", f"<sip:{phone.user}@{phone.address}:{phone.port}>"), ("Event", event),
+                   ("Expires", str(expires)), ("Accept", "application/simple-message-summary")]
+        if auth:
+            headers.append(auth)
+        phone.transport.sendto(sip.request("SUBSCRIBE", ruri, headers), target)
+        while True:
+            msg = await asyncio.wait_for(queue.get(), 10)
+            if not msg.is_request and msg.cseq[1] == "SUBSCRIBE" and msg.status >= 200:
+                break
+        if msg.status == 407 and auth is None and phone.password:
+            auth = ("Proxy-Authorization", digest("SUBSCRIBE", ruri, phone.user, phone.password,
+                                                  msg.get("proxy-authenticate")))
+            continue
+        return msg, call_id
+    return msg, call_id
+
+
+def notifies(phone: Phone, call_id: str) -> list[sip.Message]:
+    return [r for r in phone.requests if r.method == "NOTIFY" and r.call_id == call_id]
+
+
 def digest(method: str, uri: str, user: str, password: str, challenge: str) -> str:
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
     realm, nonce = params.get("realm", ""), params.get("nonce", "")
