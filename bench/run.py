@@ -438,7 +438,8 @@ def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
     # also stays clear of `make run` (30000-39999) and the e2e tests (40000-49999).
     settings = Settings(sip_port=free(), pg_port=free(), rtpengine_ng=f"127.0.0.1:{free()}",
                         rtpengine_http=f"127.0.0.1:{free()}", metrics_port=free(),
-                        rtp_port_min=20000, rtp_port_max=29999, children=4, var_dir=str(base / "kemi"))
+                        rtp_port_min=20000, rtp_port_max=29999, children=4, var_dir=str(base / "kemi"),
+                        media_sip=f"127.0.0.1:{free()}")   # media: the stack starts the media service too
     workdir = base / "sipp-kemi"
     workdir.mkdir()
     stack = Stack(settings, durable=False)

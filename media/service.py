@@ -24,6 +24,7 @@ from media import apps, leg as legmod, mwi, sdp, sip
 from media.leg import MediaClock
 
 T1 = 0.5
+STATS_TICKS = 500      # the lateness percentiles cover the last 10 s of media clock ticks
 TIMER_H = 32.0
 
 
@@ -388,7 +389,7 @@ class Service(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------ statistics
     def stats(self) -> dict:
-        late = self.clock.lateness if self.clock else []
+        late = list(self.clock.lateness)[-STATS_TICKS:] if self.clock else []
         return {"time": time.time(), "legs": sum(1 for c in self.calls.values() if c.leg and not c.ended),
                 "calls_tracked": len(self.calls), "ticks": self.clock.ticks if self.clock else 0,
                 "lateness_ms_p50": 1000 * legmod.percentile(late, 50),
