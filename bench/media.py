@@ -82,6 +82,8 @@ async def legs_step(settings: Settings, work: Path, legs: int, window: float) ->
                 svc.address, f"sip:play@{svc.address[0]}:{svc.address[1]}", [("X-Kemi-App", "play;audio=music-hold;loop=100")],
                 wait_for=(183,)))
         answered = sum(1 for c in calls if c.answer is not None)
+        for c in calls:
+            c.leg.recording = None   # the load generator does not decode what it receives
         await wait_stats(svc, lambda s: s["legs"] >= answered)
         await asyncio.sleep(2)   # settle
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
@@ -90,8 +92,13 @@ async def legs_step(settings: Settings, work: Path, legs: int, window: float) ->
         rss = rss_kb(pid)
         late = await wait_stats(svc, lambda s: s["time"] > time.time() - 2.5)
         for c in calls:
+            c.leg.close()   # stop sending first: then every CANCEL is heard
+        for c in calls:
             c.cancel()
-        await wait_stats(svc, lambda s: s["legs"] == 0)
+        try:
+            await wait_stats(svc, lambda s: s["legs"] == 0, timeout=20)
+        except RuntimeError:
+            log("  some legs did not end after CANCEL")
         after = stats(svc)
         received = [len(c.received()) for c in calls]
         for p in phones:

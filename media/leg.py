@@ -64,22 +64,27 @@ class MediaClock:
 
 
 class Player:
-    """Plays int16 PCM (looped `loops` times) frame by frame; `done` resolves at the end."""
+    """Plays int16 PCM (looped `loops` times) frame by frame; `done` resolves at the end.
+    The audio is encoded once when playing starts: a tick only slices bytes."""
 
-    def __init__(self, pcm: np.ndarray, loops: int, done: asyncio.Future):
+    def __init__(self, pcm: np.ndarray, loops: int, done: asyncio.Future, payload_type: int):
         pad = (-len(pcm)) % FRAME
-        self.pcm = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]) if pad else pcm
+        pcm = np.concatenate([pcm, np.zeros(pad, dtype=np.int16)]) if pad else pcm
+        self.encoded = g711.encode(pcm, payload_type)
         self.loops, self.pos, self.done = loops, 0, done
 
-    def next_frame(self) -> np.ndarray | None:
-        if self.pos >= len(self.pcm):
+    def next_frame(self) -> bytes | None:
+        if self.pos >= len(self.encoded):
             self.loops -= 1
             self.pos = 0
-            if self.loops <= 0 or len(self.pcm) == 0:
+            if self.loops <= 0 or len(self.encoded) == 0:
                 return None
-        frame = self.pcm[self.pos:self.pos + FRAME]
+        frame = self.encoded[self.pos:self.pos + FRAME]
         self.pos += FRAME
         return frame
+
+
+_SILENCE = {pt: g711.encode(SILENCE, pt) for pt in (g711.PCMU, g711.PCMA)}
 
 
 class Leg(asyncio.DatagramProtocol):
@@ -125,16 +130,14 @@ class Leg(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------ send
     def send_frame(self) -> None:
-        frame = SILENCE
+        payload = None
         if self.player is not None:
-            nxt = self.player.next_frame()
-            if nxt is None:
+            payload = self.player.next_frame()
+            if payload is None:
                 done, self.player = self.player.done, None
                 if not done.done():
                     done.set_result(True)
-            else:
-                frame = nxt
-        self._send(self.payload_type, g711.encode(frame, self.payload_type))
+        self._send(self.payload_type, payload if payload is not None else _SILENCE[self.payload_type])
         self.timestamp = (self.timestamp + FRAME) & 0xFFFFFFFF
 
     def _send(self, pt: int, payload: bytes, marker: bool = False, timestamp: int | None = None) -> None:
@@ -150,7 +153,7 @@ class Leg(asyncio.DatagramProtocol):
         False if stopped."""
         self.stop_playing()
         done = asyncio.get_running_loop().create_future()
-        self.player = Player(pcm, loops, done)
+        self.player = Player(pcm, loops, done, self.payload_type)
         return done
 
     def stop_playing(self) -> None:
@@ -185,13 +188,12 @@ class Leg(asyncio.DatagramProtocol):
                 self._last_event_ts = pkt.timestamp
                 self.digit(event.digit)
             return
-        if pkt.payload_type != self.payload_type:
-            return
+        if pkt.payload_type != self.payload_type or self.recording is None:
+            return   # decoded only while recording: that is when energy and audio matter
         samples = g711.decode(pkt.payload, pkt.payload_type)
         energy = float(np.sqrt(np.mean(samples.astype(np.float32) ** 2))) if len(samples) else 0.0
         self.silent_frames = self.silent_frames + 1 if energy < 150 else 0
-        if self.recording is not None:
-            self.recording.append(samples)
+        self.recording.append(samples)
 
     def digit(self, digit: str) -> None:
         self.digits.put_nowait(digit)
