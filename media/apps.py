@@ -49,12 +49,23 @@ class Menu:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A waiting queue caller (issue 13, section 4): music on early media, and every
+    `interval` seconds the caller's position (0: never). Ends only when the proxy CANCELs
+    the branch (an agent is free) or the caller hangs up. The proxy updates the position
+    with an INFO (Content-Type application/x-kemi-position, body: the number)."""
+    music: str
+    interval: int = 30
+    position: int = 0
+
+
+@dataclass(frozen=True)
 class Mwi:
     """Not a call: a SUBSCRIBE to a box's message-summary (RFC 3842), relayed by the proxy."""
     box: str
 
 
-App = Voicemail | VmAccess | Play | Menu | Mwi
+App = Voicemail | VmAccess | Play | Menu | Hold | Mwi
 TERMINAL = (Voicemail, VmAccess)
 
 
@@ -75,6 +86,9 @@ def parse(header: str | None) -> App:
             return Voicemail(_box(params.get("box"), required=True))
         if name == "vmaccess":
             return VmAccess(_box(params.get("box"), required=False))
+        if name == "hold":
+            return Hold(_audio(params, "music"), _int(params, "interval", 30, 0, 3600),
+                        _int(params, "position", 0, 0, 100000))
         if name == "mwi":
             return Mwi(_box(params.get("box"), required=True))
         if name == "play":

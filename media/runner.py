@@ -51,6 +51,8 @@ class Runner:
             return await self.menu_app()
         if isinstance(self.app, apps.Voicemail):
             return await self.leave()
+        if isinstance(self.app, apps.Hold):
+            return await self.hold()
         return await self.access()
 
     async def cancelled(self) -> None:
@@ -180,6 +182,34 @@ class Runner:
             attempt += 1
             play_invalid = decision.play_invalid
             self.flush_digits()
+
+    async def hold(self):
+        """Music until CANCEL; every `interval` s "you are caller number N" (N from the
+        header, then from the proxy's position INFOs), then the music goes on where it was."""
+        try:
+            music = await self.audio(self.app.music)
+        except LookupError as err:
+            self.log(f"hold: {err}; silence instead")
+            music = audio.silence(1.0)
+        if self.call.position is None:
+            self.call.position = self.app.position
+        loop = asyncio.get_running_loop()
+        offset = 0
+        while True:
+            done = self.leg.play(music[offset:] if offset else music, 1 if offset else 1000)
+            started = loop.time()
+            if not self.app.interval or not self.call.position:
+                wait = self.app.interval or 3600
+            else:
+                wait = self.app.interval
+            await asyncio.wait([done], timeout=wait)
+            if done.done() and done.result():
+                offset = 0
+                continue
+            offset = (offset + int((loop.time() - started) * 8000)) % max(1, len(music))
+            offset -= offset % FRAME
+            if self.call.position:
+                await self.play_many(["you-are-caller", *self.say_number(str(self.call.position))], interrupt=False)
 
     # ------------------------------------------------------------ voicemail: leave
     async def leave(self):

@@ -42,6 +42,7 @@ class Call:
     confirmed: bool = False
     ended: bool = False
     cseq: int = 1
+    position: int | None = None           # hold: the queue position the proxy reported last
     started: float = field(default_factory=time.monotonic)
 
 
@@ -171,6 +172,11 @@ class Service(asyncio.DatagramProtocol):
         elif method == "BYE":
             self.reply(msg, addr, 200, "OK", call)
             self.hang_up(call, "caller hung up")
+        elif method == "INFO" and "x-kemi-position" in (msg.get("content-type") or "").lower():
+            ok = msg.body.strip().isdigit() and len(msg.body.strip()) <= 6
+            self.reply(msg, addr, 200 if ok else 400, "OK" if ok else "Bad Request - position must be a number", call)
+            if ok:
+                call.position = int(msg.body.strip())
         elif method == "INFO":
             digit = sip.info_digit(msg)
             self.reply(msg, addr, 200 if digit or not msg.body else 415,

@@ -233,3 +233,31 @@ def test_kemictl_box_pin_rule(proxy):
     assert number in listed and "no answer 20s" in listed
     proxy.kemictl("voicemail", "box", "rule", number, "--always", "yes")
     assert "always" in [l for l in proxy.kemictl("voicemail", "box", "list").stdout.splitlines() if number in l][0]
+
+
+def test_hold_plays_music_and_announces_the_position_until_cancelled(proxy, service):
+    add_audio(proxy.settings.database_url, "t-hold-music", audio.tone((330,), 3.0))
+
+    async def scenario():
+        phone = await Phone().open()
+        call = await phone.call(service.address, app_uri(service, "hold"),
+                                [("X-Kemi-App", "hold;music=t-hold-music;interval=2;position=3")])
+        assert call.answer is not None and call.answer.status == 183
+        await wait_until_async(lambda: len(call.received()) > 8000 * 1.5)
+        music = call.received()[:8000]
+        # the announcement ("you are caller number three") interrupts the music
+        await wait_until_async(lambda: len(call.received()) > 8000 * 5, timeout=20)
+        window = call.received()[int(8000 * 2.2):int(8000 * 3.2)]
+        # the position changes: the proxy says so with an INFO
+        dialog = call.answer
+        call.cseq += 1
+        call._in_dialog("INFO", dialog, call.cseq, "1", "application/x-kemi-position")
+        call.cancel()
+        final = await call.wait_final(10)
+        phone.close()
+        return music, window, final
+
+    music, window, final = run(scenario())
+    assert tone_share(music, 330) > 0.8, "no music while waiting"
+    assert tone_share(window, 330) < 0.5, "the position announcement must interrupt the music"
+    assert final.status == 487

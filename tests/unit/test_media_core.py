@@ -127,6 +127,9 @@ def test_sdp_refusals(body, status):
     ("menu;prompt=p;invalid=i;digits=1-4;valid=1,2,33;timeout=7;retries=3",
      apps.Menu("p", "i", 1, 4, ("1", "2", "33"), 7.0, 3)),
     ("menu;prompt=p;invalid=;digits=2-2;valid=;timeout=5;retries=0", apps.Menu("p", None, 2, 2, (), 5.0, 0)),
+    ("hold;music=music-hold;interval=45;position=7", apps.Hold("music-hold", 45, 7)),
+    ("hold;music=m", apps.Hold("m", 30, 0)),
+    ("mwi;box=42", apps.Mwi("42")),
 ])
 def test_app_header_parses(header, expected):
     assert apps.parse(header) == expected
@@ -136,6 +139,7 @@ def test_app_header_parses(header, expected):
     (None, 400), ("", 400), ("voicemail", 400), ("voicemail;box=12a", 400), ("conference;room=1", 404),
     ("play", 400), ("play;audio=../x", 400), ("play;audio=a;loop=0", 400), ("menu;prompt=p;digits=0-3", 400),
     ("menu;prompt=p;valid=1,x", 400), ("menu;prompt=p;timeout=-1", 400), ("play;audio", 400),
+    ("hold", 400), ("hold;music=m;interval=99999", 400), ("mwi", 400),
 ])
 def test_app_header_refusals(header, status):
     with pytest.raises(apps.AppError) as err:
