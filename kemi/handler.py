@@ -200,7 +200,7 @@ class Handler:
             return self._register()
         if method == "INVITE":
             return self._invite()
-        if method == "SUBSCRIBE":   # media: message waiting (RFC 3842), notified by the media service
+        if method == "SUBSCRIBE" and voicemail_route.is_mwi():   # media: message waiting (RFC 3842)
             directory = self._directory()
             number = self._authenticate(directory, "$fU") if directory is not None else None
             return EXIT if number is None else voicemail_route.subscribe(self.settings, number)

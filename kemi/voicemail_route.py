@@ -151,6 +151,12 @@ def on_failure() -> int:
     return EXIT
 
 
+def is_mwi() -> bool:
+    """A SUBSCRIBE for message-summary (other events keep the proxy's 405)."""
+    from kemi.ksr import pv
+    return (pv("$hdr(Event)") or "").split(";", 1)[0].strip().lower() == "message-summary"
+
+
 def subscribe(settings, number: str) -> int:
     """A phone subscribes to its own box's message-summary (R-URI: its own number or the
     voicemail number); the media service is the notifier, through this proxy."""
