@@ -246,7 +246,9 @@ class Service(asyncio.DatagramProtocol):
         except Exception as err:
             self.count("errors")
             self.log(f"call {call.invite.call_id}: app {call.app} failed: {err!r}")
-            if call.final is None:
+            if call.final is None and isinstance(call.app, apps.TERMINAL):
+                self.finish(call, 503, "Service Unavailable - voicemail storage unavailable")
+            elif call.final is None:
                 self.finish(call, 302, "Moved Temporarily", outcome=("error", ""))
             else:
                 self.bye(call)
