@@ -20,6 +20,7 @@ from media import g711, rtp
 FRAME = 160            # samples per 20 ms at 8 kHz
 PTIME = 0.02
 SILENCE = np.zeros(FRAME, dtype=np.int16)
+MAX_PENDING_DIGITS = 64
 MAX_CATCH_UP = 5       # frames sent at once after a late tick; beyond that the clock resyncs
 
 
@@ -196,7 +197,8 @@ class Leg(asyncio.DatagramProtocol):
         self.recording.append(samples)
 
     def digit(self, digit: str) -> None:
-        self.digits.put_nowait(digit)
+        if self.digits.qsize() < MAX_PENDING_DIGITS:   # a flood of events cannot grow memory
+            self.digits.put_nowait(digit)
 
     def send_digit(self, digit: str) -> None:
         """Send one RFC 4733 event (three end packets), as a phone or an outgoing leg would."""

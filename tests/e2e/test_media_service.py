@@ -261,3 +261,19 @@ def test_hold_plays_music_and_announces_the_position_until_cancelled(proxy, serv
     assert tone_share(music, 330) > 0.8, "no music while waiting"
     assert tone_share(window, 330) < 0.5, "the position announcement must interrupt the music"
     assert final.status == 487
+
+
+def test_a_digit_flood_is_bounded_and_the_menu_still_answers(service):
+    async def scenario():
+        phone = await Phone().open()
+        call = await phone.call(service.address, app_uri(service, "menu"), [
+            ("X-Kemi-App", "menu;prompt=beep;digits=1-20;timeout=2;retries=0")])
+        for i in range(500):   # 500 INFO digits in a burst
+            call.info("7")
+        final = await call.wait_final(15)
+        phone.close()
+        return final
+    final = run(scenario())
+    assert final.status == 302 and final.get("x-kemi-outcome") == "digits"
+    assert final.get("x-kemi-digits") == "7" * 20
+    assert sip_options(*service.address) == 200
