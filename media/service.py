@@ -391,6 +391,25 @@ class Service(asyncio.DatagramProtocol):
                 self.subs.pop(sub.call_id, None)
             elif sub.box == box:
                 asyncio.get_running_loop().create_task(self.notify(sub))
+        asyncio.get_running_loop().create_task(self.notify_unsolicited(box))
+
+    async def notify_unsolicited(self, box: str) -> None:
+        """Phones configured for it (box option) get an out-of-dialog NOTIFY at their
+        registered address, without subscribing."""
+        contacts = await self.store.unsolicited_contacts(box)
+        if not contacts:
+            return
+        new, saved = await self.store.counts(box)
+        for contact, received in contacts:
+            uri = sip.uri_of(contact)
+            target = sip.hostport_of(received or uri)
+            headers = [("Via", f"SIP/2.0/UDP {self.address}:{self.port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport"),
+                       ("Max-Forwards", "70"), ("From", f"<sip:{box}@{self.address}>;tag={uuid.uuid4().hex[:10]}"),
+                       ("To", f"<sip:{box}@{self.address}>"), ("Call-ID", uuid.uuid4().hex + "@kemi-media"),
+                       ("CSeq", "1 NOTIFY"), ("Event", "message-summary"), ("Subscription-State", "active")]
+            self.send(sip.request("NOTIFY", uri, headers, mwi.summary(f"sip:{box}@{self.address}", new, saved),
+                                  content_type=mwi.CONTENT_TYPE), target)
+            self.count("notifies_unsolicited")
 
     def on_response(self, msg: sip.Message, addr) -> None:
         pass   # responses to our BYEs: nothing to do

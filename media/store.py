@@ -130,6 +130,14 @@ class Store:
     async def delete(self, message_id: int) -> None:
         await self.drop_message(message_id)
 
+    async def unsolicited_contacts(self, box: str) -> list[tuple[str, str | None]]:
+        """(contact, received) of the box owner's registered phones, if the box asks for
+        unsolicited message-waiting NOTIFYs; else nothing."""
+        rows = await self.query("SELECT l.contact, l.received FROM location l JOIN voicemail_box b "
+                                "ON b.number = l.username WHERE b.number = %s AND b.mwi_unsolicited "
+                                "AND l.expires > localtimestamp", (box,))
+        return [(r[0], r[1]) for r in rows]
+
     async def counts(self, box: str) -> tuple[int, int]:
         row = await self.query("SELECT count(*) FILTER (WHERE state = 'new'), count(*) FILTER (WHERE state = 'saved') "
                                "FROM voicemail_message WHERE box = %s AND length(pcm) > 0", (box,), "one")

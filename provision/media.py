@@ -73,27 +73,28 @@ def _no_answer(value: str | None) -> int | None:
 
 
 def add_box(conn, number: str, pin_value: str, always: bool, on_busy: bool, no_answer: str | None,
-            max_seconds: int) -> None:
+            max_seconds: int, mwi_unsolicited: bool = False) -> None:
     if conn.execute("SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone() is None:
         raise ProvisioningError(f"box {number!r}: a voicemail box belongs to an existing SIP number")
     if not 5 <= max_seconds <= 3600:
         raise ProvisioningError("--max-seconds must be 5-3600")
     if conn.execute("SELECT 1 FROM voicemail_box WHERE number = %s", (number,)).fetchone():
         raise ProvisioningError(f"box {number!r} exists; use `voicemail box rule` or `pin`")
-    conn.execute("INSERT INTO voicemail_box (number, pin_hash, always, on_busy, no_answer_seconds, max_seconds) "
-                 "VALUES (%s, %s, %s, %s, %s, %s)",
-                 (number, _pin(pin_value), always, on_busy, _no_answer(no_answer), max_seconds))
+    conn.execute("INSERT INTO voicemail_box (number, pin_hash, always, on_busy, no_answer_seconds, max_seconds, "
+                 "mwi_unsolicited) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                 (number, _pin(pin_value), always, on_busy, _no_answer(no_answer), max_seconds, mwi_unsolicited))
 
 
 def set_rule(conn, number: str, always: bool | None, on_busy: bool | None, no_answer: str | None,
-             max_seconds: int | None) -> None:
+             max_seconds: int | None, mwi_unsolicited: bool | None = None) -> None:
     _existing(conn, number)
     if max_seconds is not None and not 5 <= max_seconds <= 3600:
         raise ProvisioningError("--max-seconds must be 5-3600")
     conn.execute("UPDATE voicemail_box SET always = coalesce(%s, always), on_busy = coalesce(%s, on_busy), "
                  "no_answer_seconds = CASE WHEN %s THEN %s ELSE no_answer_seconds END, "
-                 "max_seconds = coalesce(%s, max_seconds) WHERE number = %s",
-                 (always, on_busy, no_answer is not None, _no_answer(no_answer), max_seconds, number))
+                 "max_seconds = coalesce(%s, max_seconds), mwi_unsolicited = coalesce(%s, mwi_unsolicited) "
+                 "WHERE number = %s",
+                 (always, on_busy, no_answer is not None, _no_answer(no_answer), max_seconds, mwi_unsolicited, number))
 
 
 def _existing(conn, number: str) -> None:
@@ -168,6 +169,7 @@ def add_parsers(top) -> None:
         b.add_argument("--busy", metavar="yes|no", help="calls go to voicemail when busy (default yes)")
         b.add_argument("--no-answer", metavar="SECONDS|off", help="voicemail after ringing this long")
         b.add_argument("--max-seconds", type=int, help="longest message (default 120)")
+        b.add_argument("--mwi-notify", metavar="yes|no", help="NOTIFY the owner's registered phones without a SUBSCRIBE")
     b = ba.add_parser("pin", help="set a new PIN (also unlocks the box)")
     b.add_argument("number")
     b.add_argument("pin")
@@ -217,11 +219,12 @@ def cmd_voicemail(args, conn, settings) -> None:
         return
     if args.action == "add":
         add_box(conn, args.number, args.pin, bool(_yes_no(args.always, "--always")),
-                _yes_no(args.busy, "--busy") is not False, args.no_answer, args.max_seconds or 120)
+                _yes_no(args.busy, "--busy") is not False, args.no_answer, args.max_seconds or 120,
+                bool(_yes_no(args.mwi_notify, "--mwi-notify")))
         print(f"added voicemail box {args.number}")
     elif args.action == "rule":
         set_rule(conn, args.number, _yes_no(args.always, "--always"), _yes_no(args.busy, "--busy"),
-                 args.no_answer, args.max_seconds)
+                 args.no_answer, args.max_seconds, _yes_no(args.mwi_notify, "--mwi-notify"))
         print(f"changed the rule of box {args.number}")
     elif args.action == "pin":
         set_pin(conn, args.number, args.pin)

@@ -20,6 +20,7 @@ CREATE TABLE voicemail_box (
     on_busy           BOOLEAN NOT NULL DEFAULT true,
     no_answer_seconds INTEGER CHECK (no_answer_seconds BETWEEN 1 AND 300),   -- NULL: not on no answer
     max_seconds       INTEGER NOT NULL DEFAULT 120 CHECK (max_seconds BETWEEN 5 AND 3600),
+    mwi_unsolicited   BOOLEAN NOT NULL DEFAULT false,   -- NOTIFY registered phones without a SUBSCRIBE
     failed_pins       INTEGER NOT NULL DEFAULT 0,
     locked_until      TIMESTAMPTZ
 );

@@ -91,8 +91,35 @@ async def subscribe(phone: Phone, target, ruri: str, expires: int = 3600, event:
     return msg, call_id
 
 
-def notifies(phone: Phone, call_id: str) -> list[sip.Message]:
-    return [r for r in phone.requests if r.method == "NOTIFY" and r.call_id == call_id]
+async def register(phone: Phone, target, expires: int = 300) -> sip.Message:
+    """REGISTER this phone's address for its user (digest on 401)."""
+    call_id = uuid.uuid4().hex + "@media-peer"
+    tag = uuid.uuid4().hex[:8]
+    queue: asyncio.Queue = asyncio.Queue()
+    phone.waiters[call_id] = queue
+    ruri = f"sip:{target[0]}:{target[1]}"
+    auth = None
+    for cseq in (1, 2):
+        headers = [("Via", f"SIP/2.0/UDP {phone.address}:{phone.port};branch=z9hG4bK{uuid.uuid4().hex[:16]};rport"),
+                   ("Max-Forwards", "70"), ("From", f"<sip:{phone.user}@{target[0]}>;tag={tag}"),
+                   ("To", f"<sip:{phone.user}@{target[0]}>"), ("Call-ID", call_id), ("CSeq", f"{cseq} REGISTER"),
+                   ("Contact", f"<sip:{phone.user}@{phone.address}:{phone.port}>"), ("Expires", str(expires))]
+        if auth:
+            headers.append(auth)
+        phone.transport.sendto(sip.request("REGISTER", ruri, headers), target)
+        while True:
+            msg = await asyncio.wait_for(queue.get(), 10)
+            if not msg.is_request and msg.status >= 200:
+                break
+        if msg.status == 401 and auth is None:
+            auth = ("Authorization", digest("REGISTER", ruri, phone.user, phone.password, msg.get("www-authenticate")))
+            continue
+        return msg
+    return msg
+
+
+def notifies(phone: Phone, call_id: str | None) -> list[sip.Message]:
+    return [r for r in phone.requests if r.method == "NOTIFY" and (call_id is None or r.call_id == call_id)]
 
 
 def digest(method: str, uri: str, user: str, password: str, challenge: str) -> str:

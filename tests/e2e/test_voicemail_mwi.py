@@ -81,3 +81,27 @@ def test_subscriber_without_a_box_gets_404(proxy):
             phone.close()
     final = run(scenario())
     assert final.status == 404 and "no voicemail box" in final.reason
+
+
+def test_unsolicited_notify_to_a_registered_phone_configured_so(proxy):
+    from tests.e2e.media_peer import register
+    owner, owner_pw = box(proxy, "--always", "yes", "--mwi-notify", "yes")
+    quiet, quiet_pw = box(proxy, "--always", "yes")           # not configured: no NOTIFY
+    caller, caller_pw = proxy.subscriber()
+
+    async def scenario():
+        lamp = await Phone(owner, owner_pw).open()
+        other = await Phone(quiet, quiet_pw).open()
+        try:
+            assert (await register(lamp, proxy.address)).status == 200
+            assert (await register(other, proxy.address)).status == 200
+            await leave_message(proxy, caller, caller_pw, owner)
+            await wait_until_async(lambda: notifies(lamp, None), timeout=15)
+            await leave_message(proxy, caller, caller_pw, quiet)
+            return notifies(lamp, None), notifies(other, None)
+        finally:
+            lamp.close()
+            other.close()
+    got, none = run(scenario(), timeout=120)
+    assert waiting(got[-1]) == "yes" and got[-1].get("event") == "message-summary"
+    assert none == [], "a box without --mwi-notify must not send unsolicited NOTIFYs"
