@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 MEDIA_NO_RESPONSE_MS = 800     # no 100 Trying from the service in this time: it is down
+# The media service speaks G.711 only: rtpengine adds PCMU/PCMA to the offer and transcodes
+# for callers that offered something else (G.722, opus, ...).
+TRANSCODE_FLAGS = "codec-transcode=PCMU codec-transcode=PCMA"
 FAILURE_ROUTE = "ksr_failure_media"
 APP_HEADER = "X-Kemi-App"
 
@@ -110,7 +113,7 @@ def relay(media_sip: str, header: str, fresh: bool, add_rr: bool | None = None) 
         if not new_transaction():
             return EXIT
         if KSR.sdpops.sdp_content() > 0:
-            KSR.rtpengine.rtpengine_manage0()
+            KSR.rtpengine.rtpengine_manage(TRANSCODE_FLAGS)
     KSR.hdr.append(f"{APP_HEADER}: {header}\r\n")
     KSR.pv.sets("$ru", f"sip:{app}@{media_sip}")
     KSR.pv.sets("$du", f"sip:{media_sip}")

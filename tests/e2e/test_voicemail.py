@@ -232,3 +232,22 @@ def test_service_killed_mid_message_keeps_the_partial_and_503_until_back(proxy):
     caller2, caller2_pw = proxy.subscriber()
     run(leave_message(proxy, caller2, caller2_pw, owner))
     assert len(messages(proxy, owner)) == 2
+
+
+def test_a_g722_only_caller_is_transcoded_to_the_g711_service(proxy):
+    owner, _ = box(proxy, "--always", "yes")
+    caller, caller_pw = proxy.subscriber()
+
+    async def scenario():
+        phone = await Phone(caller, caller_pw).open()
+        phone.offer_formats = "9 101"
+        try:
+            call = await phone.call(proxy.address, uri(proxy, owner), wait_for=(200,))
+            final = call.final
+            call.bye()
+            return final
+        finally:
+            phone.close()
+    final = run(scenario())
+    assert final.status == 200, (final.status, final.reason)
+    assert "RTP/AVP 9" in final.body and "G722" in final.body, final.body   # the caller keeps its codec
