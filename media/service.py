@@ -97,6 +97,7 @@ class Service(asyncio.DatagramProtocol):
         self.counters: dict[str, int] = {}
         self.jitter_samples: list[float] = []
         self.subs: dict[str, Subscription] = {}
+        self.active = 0                 # calls with an app running (ended ones linger in `calls` for Timer H)
 
     # ------------------------------------------------------------ plumbing
     def count(self, name: str) -> None:
@@ -197,9 +198,9 @@ class Service(asyncio.DatagramProtocol):
             return
         call = Call(msg, addr, uuid.uuid4().hex[:10])
         call.last = self.reply(msg, addr, 100, "Trying", call)
-        if len(self.calls) >= self.max_legs:
+        if self.active >= self.max_legs:
             self.count("full")
-            self.log(f"call {msg.call_id} refused: {len(self.calls)} legs, the limit")
+            self.log(f"call {msg.call_id} refused: {self.active} legs, the limit")
             self.reply(msg, addr, 503, "Service Unavailable - media service at capacity", call,
                        headers=[("Retry-After", "5")])
             return
@@ -214,6 +215,7 @@ class Service(asyncio.DatagramProtocol):
             self.reply(msg, addr, err.status, err.reason, call)
             return
         self.calls[msg.call_id] = call
+        self.active += 1
         self.count("calls")
         call.task = asyncio.get_running_loop().create_task(self.run(call, offer))
 
@@ -314,6 +316,7 @@ class Service(asyncio.DatagramProtocol):
         loop.call_later(1.5, self.send, data, target)
 
     def release(self, call: Call) -> None:
+        self.active -= 1
         if call.leg is not None:
             if call.leg.received:
                 self.jitter_samples.append(call.leg.jitter_ms())
@@ -418,6 +421,7 @@ class Service(asyncio.DatagramProtocol):
     def stats(self) -> dict:
         late = list(self.clock.lateness)[-STATS_TICKS:] if self.clock else []
         return {"time": time.time(), "legs": sum(1 for c in self.calls.values() if c.leg and not c.ended),
+                "active": self.active,
                 "calls_tracked": len(self.calls), "ticks": self.clock.ticks if self.clock else 0,
                 "lateness_ms_p50": 1000 * legmod.percentile(late, 50),
                 "lateness_ms_p99": 1000 * legmod.percentile(late, 99),

@@ -277,3 +277,28 @@ def test_a_digit_flood_is_bounded_and_the_menu_still_answers(service):
     assert final.status == 302 and final.get("x-kemi-outcome") == "digits"
     assert final.get("x-kemi-digits") == "7" * 20
     assert sip_options(*service.address) == 200
+
+
+def test_capacity_limit_answers_503_and_ended_calls_free_their_place(proxy):
+    small = DirectService(proxy.settings, proxy.workdir, media_max_legs=2).start()
+    try:
+        async def scenario():
+            phone = await Phone().open()
+            hold = [("X-Kemi-App", "hold;music=beep;interval=0")]
+            uri = app_uri(small, "hold")
+            first = await phone.call(small.address, uri, hold)
+            second = await phone.call(small.address, uri, hold)
+            third = await phone.call(small.address, uri, hold)
+            first.cancel()
+            await first.wait_final(10)
+            fourth = await phone.call(small.address, uri, hold)
+            for c in (second, fourth):
+                c.cancel()
+            phone.close()
+            return first, second, third, fourth
+        first, second, third, fourth = run(scenario())
+        assert first.answer.status == 183 and second.answer.status == 183
+        assert third.final.status == 503 and "capacity" in third.final.reason
+        assert fourth.answer is not None and fourth.answer.status == 183, "an ended call must free its place"
+    finally:
+        small.stop()
