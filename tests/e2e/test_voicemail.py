@@ -220,7 +220,8 @@ def test_service_killed_mid_message_keeps_the_partial_and_503_until_back(proxy):
                 return call.final, time.monotonic() - t0
             finally:
                 phone.close()
-        final, _elapsed = run(while_down())
+        final, elapsed = run(while_down())
+        print(f"media service down: {final.status} after {elapsed * 1000:.0f} ms (INVITE, 407, INVITE)")
         assert final.status == 503 and "voicemail is not reachable" in final.reason, (final.status, final.reason)
         normal = proxy.call(caller, caller_pw, other)
         assert normal.proc.returncode == 0, "a call that does not need the media service must go on"
