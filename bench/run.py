@@ -460,7 +460,8 @@ def kemi_runs(base: Path, plan: Plan) -> tuple[list[Result], Waiting | None]:
                         rtp_port_min=20000, rtp_port_max=29999, children=4, var_dir=str(base / "kemi"),
                         # SIPp loads from 127.0.0.1 at thousands of requests/s: exempt it from the
                         # per-source flood limit, as an operator would an SBC (README "Security")
-                        flood_exempt="127.0.0.1")
+                        flood_exempt="127.0.0.1",
+                        media_sip=f"127.0.0.1:{free()}")   # media: the stack starts the media service too
     workdir = base / "sipp-kemi"
     workdir.mkdir()
     stack = Stack(settings, durable=False)

@@ -81,6 +81,13 @@ class Settings:
     smtp_from: str = "kemi@localhost"
     flow_clock_file: str = ""
 
+    # media: the media service (issue 13, media/). Its SIP UDP address (the flow/media
+    # contract's name and default), who may send it INVITEs (empty: the proxy's own
+    # sip_address:sip_port), how many calls it carries at once, the voicemail access number.
+    media_trusted: str = ""
+    media_max_legs: int = 500
+    voicemail_number: str = "8999"
+
     @property
     def database_url(self) -> str:
         """libpq DSN for psycopg."""

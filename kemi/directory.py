@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kemi.voicemail_route import BoxRule
+
 TERMINATORS = frozenset({"0000", "00000"})
 
 
@@ -123,6 +125,8 @@ class Directory:
     supervisors: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)  # number -> {(kind, name)}
     # flows: number -> (version, the flow document as canonical JSON); kemi.flow_engine parses it
     flows: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # media: voicemail boxes' divert rules by box number (kemi.voicemail_route.BoxRule)
+    voicemail_rules: dict[str, BoxRule] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

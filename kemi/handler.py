@@ -15,6 +15,7 @@ import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, media, outbound, queueing, ring, routing, trunks
 from kemi import flow_engine, names  # flows:
+from kemi import voicemail_route  # media
 from kemi.config import Settings
 from kemi.guard import Guard
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
@@ -35,6 +36,8 @@ class Handler:
         journal.configure(self.settings.var_dir, log=log_error)
         self.guard = Guard(self.settings)
         self.flows = flow_engine.FlowEngine(self.settings)  # flows:
+        self.vm_rules = voicemail_route.Rules(self.cache, log_error)   # media
+        ring.UNANSWERED = self._voicemail_unanswered                   # media
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -116,6 +119,17 @@ class Handler:
             return queueing.on_failure()
         except Exception:
             return self._internal_error("queue failure route", stateful=True)
+
+    # media: the media service's branch failed (down, refused), and calls nobody answered
+    def ksr_failure_media(self, msg) -> int:
+        try:
+            return voicemail_route.on_failure()
+        except Exception:
+            return self._internal_error("media failure route", stateful=True)
+
+    def _voicemail_unanswered(self, event: str, fresh: bool) -> int | None:
+        return voicemail_route.divert(self.vm_rules, self.settings.media_sip, pv("$avp(vm_box)"), event, fresh)
+    # media: end
 
     def ksr_failure_trunk(self, msg) -> int:
         try:
@@ -255,6 +269,10 @@ class Handler:
             return self._register()
         if method == "INVITE":
             return self._invite()
+        if method == "SUBSCRIBE" and voicemail_route.is_mwi():   # media: message waiting (RFC 3842)
+            directory = self._directory()
+            number = self._authenticate(directory, "$fU") if directory is not None else None
+            return EXIT if number is None else voicemail_route.subscribe(self.settings, number)
         KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER\r\n")
         KSR.sl.sl_send_reply(405, "Method Not Allowed")
         return EXIT
@@ -358,6 +376,7 @@ class Handler:
 
     def _invite(self) -> int:
         instrument.invite_received()
+        voicemail_route.strip_app_header()   # media
         directory = self._directory()
         if directory is None:
             return EXIT
@@ -372,11 +391,15 @@ class Handler:
         KSR.auth.consume_credentials()
         strip_identity_headers()
         display = from_display()
+        if (pv("$rU") or "") == self.settings.voicemail_number:   # media: voicemail access number
+            own = number if number in self.vm_rules.get() else None
+            return voicemail_route.relay(self.settings.media_sip, voicemail_route.app_header("vmaccess", box=own), True)
         if self.flows.has_flow(directory, pv("$rU") or ""):  # flows: the number runs a flow
             KSR.pv.sets("$avp(call_from)", number)
             return self.flows.start(self, directory, pv("$rU") or "", number, display)
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
+        plan = voicemail_route.ring_timeout_for(plan, self.vm_rules.get())   # media
         if isinstance(plan, routing.SpyPlan):
             return listen.start(plan, self.ng)
         KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
@@ -385,6 +408,11 @@ class Handler:
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
         if isinstance(plan, routing.RingPlan) and plan.display_format:
             self._present(plan, number, display, number, display)
+        if isinstance(plan, routing.RingPlan) and plan.kind == "direct":   # media: voicemail rules
+            KSR.pv.sets("$avp(vm_box)", plan.dialled)
+            diverted = voicemail_route.divert(self.vm_rules, self.settings.media_sip, plan.dialled, "call", True)
+            if diverted is not None:
+                return diverted
         return self._start(plan, number)
 
     def _from_trunk(self, directory, trunk) -> int:

@@ -23,6 +23,9 @@ LOCATION = "location"
 FAILURE_ROUTE = "ksr_failure_hunt"
 REPLY_ROUTE = "ksr_reply_media"
 DEAD_DEVICE_MS = 4000   # no provisional reply at all: the device is gone, move on
+# media: set by the handler; may send an unanswered call to voicemail instead of a failure
+# reply: UNANSWERED(event, fresh) with event busy / no_answer / unregistered -> EXIT or None
+UNANSWERED = None
 
 
 def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
@@ -38,6 +41,8 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
         if plan.fallback:
             log_info(f"call {caller} -> {plan.dialled}: nobody available, overflow to {plan.fallback}")
             return None
+        if UNANSWERED is not None and (diverted := UNANSWERED("unregistered", fresh)) is not None:   # media
+            return diverted
         log_info(f"call {caller} -> {plan.dialled}: no member registered")
         reply(480, "Temporarily Unavailable - not registered", fresh)
         journal.call_ended(call_id, 480, "not registered")
@@ -205,6 +210,10 @@ def on_failure(hunt_on_decline: bool) -> int | str:
     if isinstance(action, _hunt_machine.Overflow):
         log_info(f"hunt {call_id}: {current} answered {code}, nobody answered: overflow to {action.target}")
         return action.target
+    if UNANSWERED is not None:   # media: the box's rule may take the call to voicemail
+        diverted = UNANSWERED("busy" if action.code in hunt.BUSY_CODES else "no_answer", False)
+        if diverted is not None:
+            return diverted
     log_info(f"hunt {call_id}: {current} answered {code}, chain exhausted: {action.code}")
     KSR.rtpengine.rtpengine_delete0()
     KSR.tm.t_reply(action.code, action.reason)

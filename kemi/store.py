@@ -22,6 +22,7 @@ import psycopg
 from kemi import metrics
 from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueAgent, RingAllGroup,
                             ServiceNumber, Subscriber, Trunk, TrunkRoute)
+from kemi.voicemail_route import load_rules
 
 CHANNEL = "kemi_config"
 
@@ -73,8 +74,9 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         # flows:
         cur.execute("SELECT number, version, doc::text FROM flow")
         flows = {r[0]: (r[1], r[2]) for r in cur}
+    voicemail_rules = load_rules(conn)   # media
     return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
-                     flows=flows)
+                     flows=flows, voicemail_rules=voicemail_rules)
 
 
 def snapshot_path(var_dir: str) -> Path:

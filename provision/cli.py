@@ -14,6 +14,7 @@ import psycopg
 from kemi.config import Settings
 from provision import groups, store, trunks
 from provision import bans, flows, journal, live
+from provision import media  # media
 from provision.store import ProvisioningError
 
 
@@ -330,6 +331,7 @@ def parser() -> argparse.ArgumentParser:
     jo.add_argument("number", nargs="?", help="SIP number (member, agent or caller)")
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
     jo.add_argument("--call", metavar="CALL_ID", help="every leg of one call")
+    media.add_parsers(top)   # media: audio, voicemail
     return p
 
 
@@ -361,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                         "ringall": cmd_ringall, "queue": cmd_queue, "agent": cmd_agent,
                         "supervisor": cmd_supervisor, "journal": cmd_journal,
                         "flow": flows.command}
+            commands.update(media.COMMANDS)   # media: audio, voicemail
             started_ns = time.time_ns()   # a load that began after this includes the commit below
             commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
         if live.changes_routing(args.area, getattr(args, "action", None)):

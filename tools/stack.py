@@ -402,6 +402,24 @@ def metrics_directory(settings: Settings) -> Path:
     return path
 
 
+# media: the media service (issue 13), one more supervised process; its log is var/log/media.log.
+class MediaService(Process):
+    name = "media"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "media"]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.to_env(), "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def ready(self) -> bool:
+        host, _, port = self.settings.media_sip.rpartition(":")
+        return sip_options(host, int(port)) == 200
+
+    def start(self, timeout: float = 60, inherit_output: bool = False) -> None:   # first start makes the prompts
+        super().start(timeout, inherit_output)
+
+
 def sip_options(host: str, port: int, timeout: float = 0.3) -> int | None:
     """Send one OPTIONS to the proxy itself; returns the reply code or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -443,6 +461,7 @@ class Stack:
         # flows: HTTP and email for call flows, outside the SIP workers (tools/flow_helper.py)
         from tools.flow_helper import FlowHelper  # here: tools.flow_helper imports this module
         self.flow_helper = FlowHelper(settings)
+        self.media = MediaService(settings)   # media
         self.supervisor: Supervisor | None = None
         self.media_gate: MediaGate | None = None
 
@@ -451,7 +470,7 @@ class Stack:
         """What the supervisor restarts when it dies, in start order. One more supervised
         process: one more Process subclass and one more entry here."""
         return [p for p in (self.postgres, self.loader, self.shipper, self.rtpengine, self.flow_helper,
-                            self.kamailio, self.exporter) if p is not None]
+                            self.media, self.kamailio, self.exporter) if p is not None]
 
     def start_database(self) -> None:
         if self.postgres:
@@ -473,6 +492,8 @@ class Stack:
         say(f"rtpengine: NG on {self.settings.rtpengine_ng}, log {self.rtpengine.log}")
         self.flow_helper.start()
         say(f"flow helper: HTTP and email for call flows, log {self.flow_helper.log}")
+        self.media.start()   # media
+        say(f"media service: SIP on udp {self.settings.media_sip}, log {self.media.log}")
         self.exporter.start()
         say(f"metrics: {self.exporter.url} (rtpengine's: http://{self.settings.rtpengine_http}/metrics)")
         say(f"kamailio: SIP on udp+tcp {self.settings.sip_address}:{self.settings.sip_port} "
@@ -496,6 +517,7 @@ class Stack:
         self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
         self.loader.stop()
         self.rtpengine.stop()
+        self.media.stop()   # media
         if self.postgres:
             self.postgres.stop()
 

@@ -53,7 +53,8 @@ class Proxy:
         return sipp.call(self.address, number, password, dial, self.workdir, **kw)
 
     def logs(self) -> str:
-        return f"kamailio log: {self.stack.kamailio.log}\nrtpengine log: {self.stack.rtpengine.log}\nSIPp traces: {self.workdir}"
+        return (f"kamailio log: {self.stack.kamailio.log}\nrtpengine log: {self.stack.rtpengine.log}\n"
+                f"media log: {self.stack.media.log}\nSIPp traces: {self.workdir}")
 
 
 @pytest.fixture(scope="session")
