@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kemi.voicemail_route import BoxRule
-
 TERMINATORS = frozenset({"0000", "00000"})
+
+
+@dataclass(frozen=True)
+class BoxRule:
+    """A voicemail box's divert rule (kemi/voicemail_route.py applies it)."""
+    number: str
+    always: bool = False
+    on_busy: bool = True
+    no_answer_seconds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ it sends no reply within MEDIA_NO_RESPONSE_MS (it is down), the caller gets 503 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from urllib.parse import quote
+
+from kemi.directory import BoxRule
 
 MEDIA_NO_RESPONSE_MS = 800     # no 100 Trying from the service in this time: it is down
 # The media service speaks G.711 only: rtpengine adds PCMU/PCMA to the offer and transcodes
@@ -28,12 +29,6 @@ FAILURE_ROUTE = "ksr_failure_media"
 APP_HEADER = "X-Kemi-App"
 
 
-@dataclass(frozen=True)
-class BoxRule:
-    number: str
-    always: bool = False
-    on_busy: bool = True
-    no_answer_seconds: int | None = None
 
 
 def divert_on(rule: BoxRule | None, event: str) -> bool:

@@ -232,7 +232,7 @@ def test_kemictl_box_pin_rule(proxy):
     listed = proxy.kemictl("voicemail", "box", "list").stdout
     assert number in listed and "no answer 20s" in listed
     proxy.kemictl("voicemail", "box", "rule", number, "--always", "yes")
-    assert "always" in [l for l in proxy.kemictl("voicemail", "box", "list").stdout.splitlines() if number in l][0]
+    assert "always" in [line for line in proxy.kemictl("voicemail", "box", "list").stdout.splitlines() if number in line][0]
 
 
 def test_hold_plays_music_and_announces_the_position_until_cancelled(proxy, service):

@@ -10,7 +10,6 @@ import signal
 import time
 
 import psycopg
-import pytest
 
 from media import audio
 from tests.e2e.media_helpers import tone_share, wait_until_async
@@ -177,7 +176,6 @@ def test_no_answer_rule_rings_then_voicemail(proxy):
     owner, owner_pw = box(proxy, "--no-answer", "2", "--busy", "no")
     ringing = proxy.phone(owner, owner_pw, "noanswer")
     caller, caller_pw = proxy.subscriber()
-    started = time.monotonic()
     run(leave_message(proxy, caller, caller_pw, owner))
     assert ringing.invites(), "the owner's phone must ring first"
     rows = messages(proxy, owner)

@@ -3,7 +3,6 @@ message-summary gets NOTIFYs through the proxy: lamp off, on after a new message
 again once it was listened to. Bad subscriptions get a reason."""
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 
