@@ -14,6 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
+from kemi import nat  # phones: NAT traversal and SDP in every offer/answer order
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -100,8 +101,7 @@ class Handler:
         marks a hunt busy (the failure route only sees the step's best reply, which may
         be another device's 408)."""
         try:
-            if pv("$rm") == "INVITE" and KSR.sdpops.sdp_content() > 0:
-                KSR.rtpengine.rtpengine_manage0()
+            nat.media_reply(nat.on_reply())   # phones: NAT alias + late offer / UPDATE answers
             status = int(pv("$rs") or 0)
             instrument.on_reply()
             if status in hunt.BUSY_CODES:
@@ -156,6 +156,7 @@ class Handler:
             return EXIT
 
         method = pv("$rm")
+        nat.on_request(method)   # phones: force_rport, NAT detection, Contact alias
         if KSR.siputils.has_totag() > 0:
             return self._in_dialog(method)
         if method == "CANCEL":
@@ -195,14 +196,15 @@ class Handler:
         if handled is not None:
             return handled
         if KSR.rr.loose_route() > 0:
+            nat.on_loose_route()   # phones: in-dialog requests reach a NATed phone
             if method == "BYE":
                 listen.forget_call()
                 journal.call_ended(pv("$ci"), 200, "hung up")
                 KSR.rtpengine.rtpengine_delete0()
                 instrument.call_quality()
-            elif method == "INVITE":
-                if KSR.sdpops.sdp_content() > 0:
-                    KSR.rtpengine.rtpengine_manage0()
+            else:   # phones: SDP in INVITE, ACK, PRACK and UPDATE (late offer) via rtpengine
+                nat.media_request(method)
+            if method != "ACK":
                 KSR.tm.t_on_reply("ksr_reply_media")
             KSR.tm.t_relay()
             return EXIT
@@ -258,9 +260,9 @@ class Handler:
             return EXIT
         if self._authenticate(directory, "$tU") is None:
             return EXIT
-        if pv("$pr") != "udp" or KSR.nathelper.nat_uac_test(19) > 0:
-            # Keep the connection / NAT binding the phone registered from.
-            KSR.nathelper.fix_nated_register()
+        if pv("$pr") != "udp" or nat.nated():
+            # Keep the connection / NAT binding the phone registered from (phones: and ping it).
+            nat.on_register()
         saved = KSR.registrar.save(ring.LOCATION, 0) >= 0
         instrument.registration(saved)
         if not saved:
@@ -335,6 +337,7 @@ class Handler:
             ring.reply(plan.status, plan.reason, fresh)
             return EXIT
         if fresh:
+            nat.on_new_call()   # phones: ;nat=yes on the Record-Route
             KSR.rr.record_route()
         directory = self.cache.snapshot   # polled already for this message (_directory/_overflow)
         instrument.call_started(plan, directory, fresh)

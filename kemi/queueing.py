@@ -22,7 +22,7 @@ import time
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, metrics, ring
+from kemi import hunt, instrument, journal, metrics, nat, ring
 from kemi import queue_strategy as strategy
 from kemi.hunt import Step
 from kemi.ksr import EXIT, log_info, new_transaction, pv
@@ -81,7 +81,7 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     if fresh and not new_transaction():
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
-        KSR.rtpengine.rtpengine_manage0()
+        nat.media_request("INVITE")   # phones: SIP-source-address for NATed callers
     KSR.tm.t_reply(182, "Queued")
     seq = incr("qwait", f"{queue.number}:tail")
     KSR.pv.seti("$avp(queue_max_wait)", queue.max_wait)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal
+from kemi import hunt, instrument, journal, nat
 from kemi.ksr import EXIT, log_info, new_transaction, pv
 
 LOCATION = "location"
@@ -54,7 +54,7 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
     if not next_contacts(first=True):
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
-        KSR.rtpengine.rtpengine_manage0()
+        nat.media_request("INVITE")   # phones: SIP-source-address for NATed callers
     return relay_step(steps[0].ring_timeout)
 
 
