@@ -23,11 +23,11 @@ import KSR  # provided by app_python3
 from kemi import sdp_offer
 from kemi.ksr import log_info, pv
 
-# nat_uac_test bits: 1 private Contact, 2 Via address != source, 16 Via port != source port,
-# 32 Contact address != source, 64 Contact port != source port.
+# nat_uac_test bits (5.6): 1 private Contact, 2 Via address != source, 16 Via port != source
+# port, 128 Contact port != source port.
 REQUEST_TEST = 1 | 2 | 16            # as the reference config (19): a Contact test would
                                   # misfire on phones that register another port
-REPLY_TEST = 1 | 32 | 64          # a reply's top Via is ours: test its Contact only
+REPLY_TEST = 1 | 128              # a reply's top Via is ours: test its Contact only
 FLT_NATS = 5                      # message flag: the sender of this request is behind NAT
 FLB_NATB = 6                      # branch flags, saved with the contact (usrloc nat_bflag)
 FLB_NATSIPPING = 7                # nathelper sipping_bflag: OPTIONS keepalives to it
