@@ -366,7 +366,8 @@ class Handler:
         destination, within the same transaction."""
         directory = self.cache.get()
         caller = pv("$avp(queue_caller)") or pv("$fU") or ""
-        plan = routing.plan_call(target, directory, self.settings.ring_timeout)
+        plan = routing.plan_call(target, directory, self.settings.ring_timeout,
+                                 exclude=pv("$avp(call_from)") or None)   # phones: not the caller's phone
         if isinstance(plan, routing.TrunkPlan):
             plan = routing.Reject(500, "Server Internal Error - a timeout destination must be local")
         return self._start(plan, caller, fresh)
