@@ -14,7 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
-from kemi import nat  # phones: NAT traversal and SDP in every offer/answer order
+from kemi import nat, presence  # phones: NAT traversal, SDP in every offer/answer order, BLF
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -157,6 +157,8 @@ class Handler:
 
         method = pv("$rm")
         nat.on_request(method)   # phones: force_rport, NAT detection, Contact alias
+        if method in ("SUBSCRIBE", "PUBLISH"):   # phones: BLF (new and in-dialog)
+            return self._presence(method)
         if KSR.siputils.has_totag() > 0:
             return self._in_dialog(method)
         if method == "CANCEL":
@@ -187,9 +189,15 @@ class Handler:
             return self._register()
         if method == "INVITE":
             return self._invite()
-        KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER\r\n")
+        KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE\r\n")
         KSR.sl.sl_send_reply(405, "Method Not Allowed")
         return EXIT
+
+    def _presence(self, method: str) -> int:   # phones: BLF keys (kemi/presence.py)
+        if method == "PUBLISH":
+            return presence.publish(self.settings.sip_address, self.settings.sip_port)
+        directory = self._directory()
+        return EXIT if directory is None else presence.subscribe(directory, self._authenticate)
 
     def _in_dialog(self, method: str) -> int:
         handled = listen.in_dialog(method, self.ng)
@@ -297,6 +305,7 @@ class Handler:
             return listen.start(plan, self.ng)
         KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
         if not isinstance(plan, routing.Reject):
+            presence.publish_call(plan, number, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
             KSR.dialog.dlg_manage()
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
         if isinstance(plan, routing.RingPlan) and plan.display_format:
@@ -317,6 +326,7 @@ class Handler:
         plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
         KSR.pv.sets("$avp(call_from)", "")           # no subscriber on the calling end
         if not isinstance(plan, routing.Reject):
+            presence.publish_call(plan, None, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
             KSR.dialog.dlg_manage()
             self._present(plan, pv("$fU") or "", sent_display, number, display)
         return self._start(plan, number)

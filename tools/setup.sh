@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 debs=(kamailio kamailio-python3-modules kamailio-postgres-modules kamailio-utils-modules
       kamailio-extra-modules rtpengine-daemon sip-tester postgresql python3-venv
+      kamailio-presence-modules   # phones: BLF (presence, presence_dialoginfo, pua, pua_dialoginfo)
+      baresip                     # phones: a real SIP client in the end-to-end tests
       prometheus)   # prometheus + promtool: monitoring/ checks and its end-to-end test
 missing=()
 for p in "${debs[@]}"; do
