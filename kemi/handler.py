@@ -14,7 +14,8 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
-from kemi import nat, presence  # phones: NAT traversal, SDP in every offer/answer order, BLF
+from kemi import nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
+from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
@@ -29,6 +30,7 @@ class Handler:
         self.dispatcher = queueing.Dispatcher()
         self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
         journal.configure(self.settings.var_dir, log=log_error)
+        self.features = Features(self.settings)   # phones
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -102,6 +104,8 @@ class Handler:
         be another device's 408)."""
         try:
             nat.media_reply(nat.on_reply())   # phones: NAT alias + late offer / UPDATE answers
+            if pv("$rm") == "INVITE":
+                pickup.on_reply(int(pv("$rs") or 0))   # phones: the early dialog a pickup replaces
             status = int(pv("$rs") or 0)
             instrument.on_reply()
             if status in hunt.BUSY_CODES:
@@ -299,6 +303,9 @@ class Handler:
         KSR.auth.consume_credentials()
         strip_identity_headers()
         display = from_display()
+        handled = self.features.handle(directory, number, self.cache)   # phones: pickup, agent keys
+        if handled is not None:
+            return handled
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
         if isinstance(plan, routing.SpyPlan):
@@ -306,6 +313,7 @@ class Handler:
         KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
         if not isinstance(plan, routing.Reject):
             presence.publish_call(plan, number, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
+            pickup.remember(plan, number)   # phones: what a pickup needs while it rings
             KSR.dialog.dlg_manage()
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
         if isinstance(plan, routing.RingPlan) and plan.display_format:

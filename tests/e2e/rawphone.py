@@ -103,6 +103,7 @@ class RawPhone:
         self.received: list[Message] = []
         self.responses: queue.Queue[Message] = queue.Queue()
         self.cseq = itertools.count(1)
+        self.pending: dict[str, tuple] = {}     # call-id -> the INVITE's (uri, Via, From, To, CSeq), for CANCEL
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -163,6 +164,11 @@ class RawPhone:
         if method == "INVITE":
             tag = f"t{self.port}"
             in_dialog = ";tag=" in req.get("To")
+            replaces = req.get("Replaces")
+            if replaces:   # RFC 3891: a colleague picks up our ringing call: take it, cancel ours
+                self._reply(req, 200, "OK", tag, self.sdp())
+                self.cancel(replaces.split(";")[0].strip())
+                return
             if not in_dialog:
                 self._reply(req, 180, "Ringing", tag)
                 if self.answer_code != 200:
@@ -204,7 +210,9 @@ class RawPhone:
                 lines.append("Content-Type: " + ("application/sdp" if body.startswith("v=0") else "text/plain"))
             lines.append(f"Content-Length: {len(body.replace(chr(10), chr(13) + chr(10)))}")
             self.send("\n".join(lines) + "\n\n" + body)
-            final = self._final(call_id, cseq, timeout)
+            if method == "INVITE":
+                self.pending[call_id] = (uri, lines[1], lines[3], lines[4], cseq)
+            final = self._final(call_id, cseq, timeout, method)
             if method == "INVITE" and final.status >= 300:
                 self._ack(final, uri, branch)
             if final.status in (401, 407) and not auth:
@@ -215,7 +223,7 @@ class RawPhone:
             return final
         return final
 
-    def _final(self, call_id: str, cseq: int, timeout: float) -> Message:
+    def _final(self, call_id: str, cseq: int, timeout: float, method: str = "") -> Message:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -225,7 +233,8 @@ class RawPhone:
                 msg = self.responses.get(timeout=left)
             except queue.Empty:
                 continue
-            if msg.get("Call-ID") == call_id and msg.get("CSeq").split()[0] == str(cseq) and msg.status >= 200:
+            if (msg.get("Call-ID") == call_id and msg.get("CSeq").split()[0] == str(cseq) and msg.status >= 200
+                    and (not method or msg.method == method)):
                 return msg
 
     def _ack(self, final: Message, uri: str, branch: str) -> None:
@@ -233,6 +242,14 @@ class RawPhone:
                              "Max-Forwards: 70", f"From: {final.get('From')}", f"To: {final.get('To')}",
                              f"Call-ID: {final.get('Call-ID')}", f"CSeq: {final.get('CSeq').split()[0]} ACK",
                              "Content-Length: 0"]) + "\n\n")
+
+    def cancel(self, call_id: str) -> None:
+        pending = self.pending.get(call_id)
+        if pending is None:
+            return
+        uri, via, from_, to, cseq = pending
+        self.send("\n".join([f"CANCEL {uri} SIP/2.0", via, "Max-Forwards: 70", from_, to, f"Call-ID: {call_id}",
+                             f"CSeq: {cseq} CANCEL", "Content-Length: 0"]) + "\n\n")
 
     def register(self, expires: int = 300) -> Message:
         return self.request("REGISTER", f"sip:{self.domain}", to=f"sip:{self.number}@{self.domain}",
@@ -270,4 +287,4 @@ class RawPhone:
     def bye(self, answer: Message, timeout: float = 10) -> Message:
         cseq = next(self.cseq) + 100
         call_id = self._in_dialog(answer, "BYE", cseq)
-        return self._final(call_id, cseq, timeout)
+        return self._final(call_id, cseq, timeout, "BYE")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import threading
 
+import pytest
+
 from tests.e2e.helpers import explain, wait_until
 from tests.e2e.rawphone import RawPhone
 
@@ -81,3 +83,68 @@ def test_subscribe_rate_limit(proxy):
             break
     assert statuses[-1] == 503 and "SUBSCRIBEs a minute" in reply.reason, statuses[-5:]
     assert reply.get("Retry-After") == "60"
+
+
+# ------------------------------------------------------------------ call pickup
+
+def ringing_call(proxy, caller: RawPhone, dial: str, results: dict) -> threading.Thread:
+    """The caller dials in the background; returns once its call rings (180 seen)."""
+    thread = threading.Thread(target=lambda: results.setdefault("final", caller.call(dial, timeout=40)))
+    thread.start()
+    wait_until(lambda: any(m.status == 180 for m in caller.received), timeout=10)
+    return thread
+
+
+def pickup_group(proxy):
+    from tests.e2e.test_groups_queues import ringall
+    (ringing, rpw), (picker, ppw) = proxy.subscriber(), proxy.subscriber()
+    _name, number = ringall(proxy, [ringing, picker])
+    phone = proxy.phone(ringing, rpw, "noanswer")
+    caller_number, cpw = proxy.subscriber()
+    caller = RawPhone(proxy.address, caller_number, cpw, media_port=4002)
+    proxy.phones.append(caller)
+    picker_phone = RawPhone(proxy.address, picker, ppw, media_port=4000)   # not registered: never rung
+    proxy.phones.append(picker_phone)
+    return number, phone, caller, picker_phone
+
+
+@pytest.mark.parametrize("how", ["directed", "group"])
+def test_pickup_code_takes_the_ringing_call(proxy, how):
+    group_number, phone, caller, picker = pickup_group(proxy)
+    results = {}
+    thread = ringing_call(proxy, caller, phone.number if how == "directed" else group_number, results)
+    code = f"*8{phone.number}" if how == "directed" else "*8"
+    answer = picker.request("INVITE", f"sip:{code}@{proxy.address[0]}", body=picker.sdp())
+    thread.join(45)
+    assert answer.status == 200, explain(answer.text(), proxy.logs())
+    picker.ack(answer)
+    replacing = caller.requests("INVITE")
+    assert replacing and "early-only" in replacing[0].get("Replaces"), "the caller got the picker's INVITE"
+    assert replacing[0].get("Replaces").split(";")[0] == results["final"].get("Call-ID")
+    assert results["final"].status == 487, "the caller cancelled its first INVITE"
+    wait_until(lambda: phone.uas.received("CANCEL"))
+    low, high = proxy.settings.rtp_port_min, proxy.settings.rtp_port_max
+    assert low <= int(re.search(r"m=audio (\d+)", answer.body).group(1)) <= high, "media anchored"
+    assert picker.bye(answer).status == 200
+
+
+def test_pickup_refusals(proxy):
+    group_number, phone, caller, picker = pickup_group(proxy)
+    nothing = picker.request("INVITE", f"sip:*8{phone.number}@{proxy.address[0]}", body=picker.sdp())
+    assert nothing.status == 480 and "no call ringing" in nothing.reason, nothing.text()
+    bad = picker.request("INVITE", f"sip:*8{phone.number}x@{proxy.address[0]}", body=picker.sdp())
+    assert bad.status == 484 and "digits only" in bad.reason, bad.text()
+    stranger_number, spw = proxy.subscriber()
+    stranger = RawPhone(proxy.address, stranger_number, spw)
+    proxy.phones.append(stranger)
+    results = {}
+    thread = ringing_call(proxy, caller, phone.number, results)
+    try:
+        refused = stranger.request("INVITE", f"sip:*8{phone.number}@{proxy.address[0]}", body=stranger.sdp())
+        assert refused.status == 403 and "no group of yours" in refused.reason, refused.text()
+        forged = stranger.request("INVITE", f"sip:{phone.number}@{proxy.address[0]}", body=stranger.sdp(),
+                                  headers=f"Replaces: {caller.pending and list(caller.pending)[-1]};to-tag=x;from-tag=y")
+        assert forged.status == 403, forged.text()
+    finally:
+        caller.cancel(list(caller.pending)[-1])
+        thread.join(45)
