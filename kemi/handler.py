@@ -14,7 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
-from kemi import nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
+from kemi import agent_keys, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
@@ -80,6 +80,7 @@ class Handler:
 
     def ksr_failure_queue(self, msg) -> int:
         try:
+            agent_keys.on_offer_failed(self.cache)   # phones: auto-pause after unanswered offers
             return queueing.on_failure()
         except Exception:
             return self._internal_error("queue failure route", stateful=True)
@@ -127,6 +128,7 @@ class Handler:
             journal.leg_ended(call_id, member, "answered", 200)
             journal.answered(call_id, member)
         if pv("$avp(queue)"):
+            agent_keys.on_offer_answered(member)   # phones: resets the unanswered offers
             queueing.on_answer(member)
         elif member:
             queueing.mark_busy(member)
