@@ -14,7 +14,7 @@ import traceback
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, listen, outbound, queueing, ring, routing, trunks
-from kemi import agent_keys, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
+from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
@@ -59,6 +59,7 @@ class Handler:
         try:
             directory = self.cache.get()
             if directory is not None and directory.queues:
+                long_calls.refresh(self.cache)   # phones: per-queue 182 intervals
                 self.dispatcher.run(directory, self.settings.domain)
         except Exception:
             log_error("queue dispatcher: " + traceback.format_exc())
@@ -317,6 +318,7 @@ class Handler:
             presence.publish_call(plan, number, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
             pickup.remember(plan, number)   # phones: what a pickup needs while it rings
             KSR.dialog.dlg_manage()
+            long_calls.keepalive_dialog()   # phones: in-dialog OPTIONS end dead dialogs
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
         if isinstance(plan, routing.RingPlan) and plan.display_format:
             self._present(plan, number, display, number, display)
@@ -338,6 +340,7 @@ class Handler:
         if not isinstance(plan, routing.Reject):
             presence.publish_call(plan, None, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
             KSR.dialog.dlg_manage()
+            long_calls.keepalive_dialog()   # phones
             self._present(plan, pv("$fU") or "", sent_display, number, display)
         return self._start(plan, number)
 

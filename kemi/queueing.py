@@ -22,7 +22,7 @@ import time
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, metrics, nat, ring
+from kemi import hunt, instrument, journal, long_calls, metrics, nat, ring
 from kemi import queue_strategy as strategy
 from kemi.hunt import Step
 from kemi.ksr import EXIT, log_info, new_transaction, pv
@@ -96,6 +96,7 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     KSR.htable.sht_sets("qtxn", f"{tindex}:{tlabel}", f"{queue.number}:{seq}")
     KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
     KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}", f"W|{tindex}|{tlabel}|{time.time():.3f}|{caller}")
+    long_calls.on_queued(tindex, tlabel)   # phones: 182 repeated while waiting
     journal.queued(pv("$ci"), queue.name)
     log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
     return EXIT
@@ -125,6 +126,7 @@ def leave(entry_key: str | None, outcome: str) -> None:
         KSR.htable.sht_rm("qwait", entry_key)
     KSR.htable.sht_rm("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
     KSR.htable.sht_rm("qtxn", f"cid:{pv('$ci')}")
+    long_calls.forget(pv("$T(id_index)"), pv("$T(id_label)"))   # phones
 
 
 # ------------------------------------------------------------------ the dispatcher
@@ -171,6 +173,7 @@ class Dispatcher:
                 state, tindex, tlabel, arrived, caller = entry.split("|", 4)
                 if state != "W":
                     continue
+                long_calls.keep_waiting(tindex, tlabel, q.number, now)   # phones: 182 again when due
                 if strategy.waited_too_long(q, float(arrived), now):
                     KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
                     KSR.tmx.t_continue(int(tindex), int(tlabel), TIMEOUT_ROUTE)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, nat
+from kemi import hunt, instrument, journal, long_calls, nat
 from kemi.ksr import EXIT, log_info, new_transaction, pv
 
 LOCATION = "location"
@@ -44,6 +44,7 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
              + (" + " if plan.parallel else " > ").join(f"{s.number}/{s.ring_timeout}s" for s in steps))
     if fresh and not new_transaction():
         return EXIT
+    long_calls.set_invite_lifetime(steps[:1] if plan.parallel else steps)   # phones: the flow's ring time
     if plan.parallel:
         KSR.pv.sets("$avp(hunt_steps)", f"*:{steps[0].ring_timeout}")
     else:

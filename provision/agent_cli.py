@@ -7,6 +7,7 @@ the SIP workers.
     kemictl agent unpause NUMBER            like *64
     kemictl agent dnd NUMBER                like *65 (toggles)
     kemictl queue auto-pause QUEUE N|off    pause agents after N unanswered offers in a row
+    kemictl queue progress-interval QUEUE N|default   182 Queued again every N s (default 60)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from kemi import agent_state
 from provision.store import ProvisioningError
 
 ACTIONS = ("show", "pause", "unpause", "dnd")
-QUEUE_ACTIONS = ("auto-pause",)
+QUEUE_ACTIONS = ("auto-pause", "progress-interval")
 
 
 def add_agent_parsers(sub) -> None:
@@ -32,6 +33,9 @@ def add_queue_parsers(sub) -> None:
     p = sub.add_parser("auto-pause", help="pause an agent after N unanswered offers in a row ('off': never)")
     p.add_argument("name")
     p.add_argument("limit", help="1..100 or off")
+    p = sub.add_parser("progress-interval", help="seconds between the 182 Queued waiting callers get again")
+    p.add_argument("name")
+    p.add_argument("seconds", help="1..600 or default (60)")
 
 
 def cmd_agent(args, conn, table) -> None:
@@ -55,6 +59,15 @@ def cmd_agent(args, conn, table) -> None:
 
 
 def cmd_queue(args, conn) -> None:
+    if args.action == "progress-interval":
+        raw = args.seconds.strip().lower()
+        if raw != "default" and not (raw.isdigit() and 1 <= int(raw) <= 600):
+            raise ProvisioningError("field 'seconds': a number 1..600 or 'default'")
+        seconds = None if raw == "default" else int(raw)
+        if conn.execute("UPDATE queue SET progress_interval = %s WHERE name = %s", [seconds, args.name]).rowcount == 0:
+            raise ProvisioningError(f"field 'queue': no queue named {args.name!r}")
+        print(f"queue {args.name!r}: 182 Queued every {seconds or 60} s while a caller waits")
+        return
     raw = args.limit.strip().lower()
     if raw == "off":
         limit = None
