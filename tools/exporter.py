@@ -95,7 +95,8 @@ class ProbeCollector:
         values["kamailio_up"] = 0.0 if stats is None else 1.0
         for key, stat in metrics.KAMAILIO_STATS.items():
             values[key] = (stats or {}).get(stat)
-        return metrics.probe_families(values)
+        from kemi.kamailio_stats import families   # phones: every Kamailio statistic, Prometheus names
+        return metrics.probe_families(values) + families(stats or {})
 
 
 def registry(settings: Settings, directory: Path, socket_path: Path):
