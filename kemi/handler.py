@@ -79,6 +79,12 @@ class Handler:
         except Exception:
             return self._internal_error("queue timeout", stateful=True)
 
+    def ksr_queue_progress(self, msg) -> int:   # phones: 182 again for a waiting caller
+        try:
+            return long_calls.on_progress(queueing.requeue)
+        except Exception:
+            return self._internal_error("queue progress", stateful=True)
+
     def ksr_failure_queue(self, msg) -> int:
         try:
             agent_keys.on_offer_failed(self.cache)   # phones: auto-pause after unanswered offers

@@ -3,8 +3,10 @@ dead dialogs end, and a long hunt is not cut by tm's INVITE lifetime.
 
 - Waiting callers: `182 Queued` again every `progress_interval` seconds (per queue, kemictl
   `queue progress-interval`; default 60), so upstream proxies (Timer C, about 3 minutes)
-  do not cancel a caller who waits up to the queue's maximum wait. The dispatcher sends it
-  with tmx `t_reply_callid` on the suspended transaction.
+  do not cancel a caller who waits up to the queue's maximum wait. The dispatcher resumes the
+  suspended INVITE into `ksr_queue_progress`, which sends the 182 and suspends it again
+  (tmx `t_reply_callid` is no use here: it leaves the transaction set in the timer process,
+  and tm then releases the suspended call).
 - Dead dialogs: the dialog module sends in-dialog OPTIONS to both ends every `ka_interval`
   (kamailio.cfg, 30 s, its minimum); a 408 or 481 ends the dialog 10 s later with a BYE to
   both ends, which frees the agent (busy profile) within about a minute instead of 4 h.
@@ -32,10 +34,12 @@ def set_invite_lifetime(steps) -> None:
     KSR.tm.t_set_max_lifetime(invite_lifetime_ms([s.ring_timeout for s in steps]), 0)
 
 
+PROGRESS_ROUTE = "ksr_queue_progress"
+
+
 def on_queued(tindex: str, tlabel: str) -> None:
-    """enqueue(): remember how to address the suspended INVITE."""
-    cseq = (pv("$cs") or "0")
-    KSR.htable.sht_sets(TABLE, f"{tindex}:{tlabel}", f"{pv('$ci')}|{cseq}|{time.time():.3f}")
+    """enqueue(): the 182 just went out."""
+    KSR.htable.sht_sets(TABLE, f"{tindex}:{tlabel}", f"{time.time():.3f}|0")
 
 
 _intervals: dict[str, int] = {}
@@ -56,19 +60,25 @@ def refresh(cache) -> None:
         log_error(f"queue progress intervals: {err}")
 
 
-def keep_waiting(tindex: str, tlabel: str, queue_number: str, now: float) -> None:
-    """Dispatcher, for a caller still waiting: 182 again when due."""
-    interval = _intervals.get(queue_number)
-    key = f"{tindex}:{tlabel}"
-    entry = KSR.htable.sht_get(TABLE, key)
+def progress_due_now(tindex: str, tlabel: str, queue_number: str, now: float) -> bool:
+    """Dispatcher, for a caller still waiting: whether its next 182 is due."""
+    entry = KSR.htable.sht_get(TABLE, f"{tindex}:{tlabel}")
     if entry is None:
-        return
-    call_id, cseq, last = str(entry).split("|")
-    if not progress_due(float(last), now, interval):
-        return
-    KSR.htable.sht_sets(TABLE, key, f"{call_id}|{cseq}|{now:.3f}")
-    if KSR.tmx.t_reply_callid(call_id, cseq, 182, "Queued") < 0:
-        log_error(f"queue: cannot repeat 182 to {call_id}")
+        return False
+    last, _, sent = str(entry).partition("|")
+    return progress_due(float(last), now, _intervals.get(queue_number), int(sent or 0))
+
+
+def on_progress(back_in_line) -> int:
+    """ksr_queue_progress (t_continue'd by the dispatcher): 182 again, then wait on at the
+    same place (`back_in_line` is kemi.queueing's requeue: suspend again, entry waiting)."""
+    if KSR.tm.t_is_canceled() > 0:
+        return back_in_line("cancelled")
+    KSR.tm.t_reply(182, "Queued")
+    key = f"{pv('$T(id_index)')}:{pv('$T(id_label)')}"
+    sent = int(str(KSR.htable.sht_get(TABLE, key) or "0|0").partition("|")[2] or 0) + 1
+    KSR.htable.sht_sets(TABLE, key, f"{time.time():.3f}|{sent}")
+    return back_in_line("182 Queued repeated")
 
 
 def forget(tindex: str, tlabel: str) -> None:

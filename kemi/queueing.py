@@ -173,7 +173,10 @@ class Dispatcher:
                 state, tindex, tlabel, arrived, caller = entry.split("|", 4)
                 if state != "W":
                     continue
-                long_calls.keep_waiting(tindex, tlabel, q.number, now)   # phones: 182 again when due
+                if long_calls.progress_due_now(tindex, tlabel, q.number, now):   # phones: 182 again
+                    KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
+                    KSR.tmx.t_continue(int(tindex), int(tlabel), long_calls.PROGRESS_ROUTE)
+                    continue
                 if strategy.waited_too_long(q, float(arrived), now):
                     KSR.htable.sht_sets("qwait", key, f"O|{tindex}|{tlabel}|{arrived}|{caller}")
                     KSR.tmx.t_continue(int(tindex), int(tlabel), TIMEOUT_ROUTE)
@@ -260,6 +263,10 @@ def on_failure() -> int:
         journal.call_ended(pv("$ci"), 487, "caller hung up")
         return EXIT
     return _requeue(f"no answer ({pv('$T_reply_code')})")
+
+
+def requeue(why: str) -> int:   # phones: also after a repeated 182 (kemi/long_calls.py)
+    return _requeue(why)
 
 
 def _requeue(why: str) -> int:

@@ -99,10 +99,12 @@ class RawPhone:
         self.host, self.sip_port = advertise or ("127.0.0.1", self.port)
         self.media_port = media_port
         self.answer_code, self.ring_ms = answer_code, ring_ms
+        self.reliable_offer = False   # callee: a late offer answered with a reliable 183 (100rel) carrying the offer
         self.domain = proxy[0]
         self.received: list[Message] = []
         self.responses: queue.Queue[Message] = queue.Queue()
         self.cseq = itertools.count(1)
+        self.pracked: set[tuple[str, str]] = set()   # (Call-ID, RSeq) of reliable 18x answered by PRACK
         self.pending: dict[str, tuple] = {}     # call-id -> the INVITE's (uri, Via, From, To, CSeq), for CANCEL
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -129,6 +131,11 @@ class RawPhone:
             if msg.is_request:
                 self._answer(msg)
             else:
+                if (100 < msg.status < 200 and "100rel" in msg.get("Require") and msg.method == "INVITE"
+                        and (msg.get("Call-ID"), msg.get("RSeq")) not in self.pracked):
+                    self.pracked.add((msg.get("Call-ID"), msg.get("RSeq")))
+                    self._in_dialog(msg, "PRACK", int(msg.get("CSeq").split()[0]) + 1, self.sdp("p"),
+                                    extra=f"RAck: {msg.get('RSeq')} {msg.get('CSeq')}")
                 self.responses.put(msg)
 
     def stop(self) -> None:
@@ -169,6 +176,10 @@ class RawPhone:
                 self._reply(req, 200, "OK", tag, self.sdp())
                 self.cancel(replaces.split(";")[0].strip())
                 return
+            if self.reliable_offer and not in_dialog and not req.body.strip():
+                self._reply(req, 183, "Session Progress", tag, self.sdp(), extra="Require: 100rel\nRSeq: 1")
+                self._await_prack = (req, tag)
+                return
             if not in_dialog:
                 self._reply(req, 180, "Ringing", tag)
                 if self.answer_code != 200:
@@ -176,6 +187,14 @@ class RawPhone:
                     return
                 time.sleep(self.ring_ms / 1000)
             self._reply(req, 200, "OK", tag, self.sdp("2" if in_dialog else "1"))
+        elif method == "PRACK":
+            self._reply(req, 200, "OK")
+            invite, tag = getattr(self, "_await_prack", (None, None))
+            if invite is not None:      # offer and answer are done: the 200 OK carries no SDP
+                self._await_prack = (None, None)
+                self._reply(invite, 200, "OK", tag)
+        elif method == "UPDATE" and req.body.strip():
+            self._reply(req, 200, "OK", "", self.sdp("u"))
         elif method in ("BYE", "OPTIONS", "NOTIFY", "CANCEL", "UPDATE"):
             self._reply(req, 200, "OK")
             if method == "CANCEL":
@@ -266,7 +285,7 @@ class RawPhone:
         match = re.search(r";tag=([^;>\s]+)", header)
         return match.group(1) if match else ""
 
-    def _in_dialog(self, answer: Message, method: str, cseq: int, body: str = "") -> str:
+    def _in_dialog(self, answer: Message, method: str, cseq: int, body: str = "", extra: str = "") -> str:
         target = re.search(r"<([^>]+)>", answer.get("Contact")).group(1)
         routes = [r.strip() for rr in answer.all("Record-Route") for r in rr.split(",")][::-1]
         lines = [f"{method} {target} SIP/2.0",
@@ -275,6 +294,8 @@ class RawPhone:
                  f"Call-ID: {answer.get('Call-ID')}", f"CSeq: {cseq} {method}",
                  f"Contact: <sip:{self.number}@{self.host}:{self.sip_port}>"]
         lines += [f"Route: {r}" for r in routes]
+        if extra:
+            lines.append(extra)
         if body:
             lines.append("Content-Type: application/sdp")
         lines.append(f"Content-Length: {len(body.replace(chr(10), chr(13) + chr(10)))}")
@@ -283,6 +304,12 @@ class RawPhone:
 
     def ack(self, answer: Message, body: str = "") -> None:
         self._in_dialog(answer, "ACK", int(answer.get("CSeq").split()[0]), body)
+
+    def update(self, answer: Message, timeout: float = 10) -> Message:
+        """An UPDATE with a new offer in the dialog of `answer`; returns its final response."""
+        cseq = next(self.cseq) + 100
+        call_id = self._in_dialog(answer, "UPDATE", cseq, self.sdp("3"))
+        return self._final(call_id, cseq, timeout, "UPDATE")
 
     def bye(self, answer: Message, timeout: float = 10) -> Message:
         cseq = next(self.cseq) + 100

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.helpers import explain
-from tests.e2e.test_groups_queues import ringall
-from tests.e2e.test_hunt import make_group
+from tests.e2e.phones_groups import hunt_group, ringall
 
 
 def test_hunt_group_member_calling_the_group_is_not_rung(proxy):
-    members, (service,) = make_group(proxy, 2)
+    members, service = hunt_group(proxy, 2)
     (m1, p1), (m2, p2) = members
     own = proxy.phone(m1, p1, "answer")
     colleague = proxy.phone(m2, p2, "answer")
@@ -42,7 +41,7 @@ def test_only_member_calling_its_group_gets_480_without_ringing(proxy):
 
 @pytest.mark.parametrize("suffix", ["T", "h", "c1"])
 def test_service_numbers_refuse_suffixes_like_every_group(proxy, suffix):
-    members, (service,) = make_group(proxy, 2)
+    members, service = hunt_group(proxy, 2)
     (m1, p1), (m2, p2) = members
     phone = proxy.phone(m2, p2, "answer")
     caller, cpw = proxy.subscriber()          # has no caller IDs: still 484, never 403

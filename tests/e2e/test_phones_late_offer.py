@@ -68,3 +68,44 @@ def test_late_offer_call_is_anchored_both_ways_and_so_is_a_reinvite_without_sdp(
     assert all(low <= audio_port(m) <= high for m in acks), acks
     reoffer = [m for m in call.received("SIP/2.0 200") if header(m, "CSeq") == "3 INVITE"][0]
     assert low <= audio_port(reoffer) <= high, reoffer
+
+
+# ------------------------------------------------------------------ UPDATE and PRACK
+
+def rawphones(proxy, media: tuple[int, int] = (4020, 4022)):
+    from tests.e2e.rawphone import RawPhone
+    (a, pa), (b, pb) = proxy.subscriber(), proxy.subscriber()
+    caller = RawPhone(proxy.address, a, pa, media_port=media[0])
+    callee = RawPhone(proxy.address, b, pb, media_port=media[1])
+    proxy.phones.extend([caller, callee])
+    assert callee.register().status == 200
+    return caller, callee
+
+
+def test_update_offer_and_answer_go_through_rtpengine(proxy):
+    caller, callee = rawphones(proxy)
+    answer = caller.call(callee.number)
+    assert answer.status == 200, answer.text()
+    caller.ack(answer)
+    updated = caller.update(answer)
+    assert updated.status == 200, updated.text()
+    low, high = proxy.settings.rtp_port_min, proxy.settings.rtp_port_max
+    offer = [m for m in callee.requests("UPDATE")][0]
+    assert low <= audio_port(offer.body) <= high, "the UPDATE's offer names rtpengine"
+    assert low <= audio_port(updated.body) <= high, "and so does its answer"
+    assert caller.bye(answer).status == 200
+
+
+def test_reliable_183_offer_answered_in_prack_goes_through_rtpengine(proxy):
+    caller, callee = rawphones(proxy, (4024, 4026))
+    callee.reliable_offer = True
+    answer = caller.request("INVITE", f"sip:{callee.number}@{caller.domain}", headers="Supported: 100rel")
+    assert answer.status == 200, answer.text()
+    caller.ack(answer)
+    low, high = proxy.settings.rtp_port_min, proxy.settings.rtp_port_max
+    early = [m for m in caller.received if m.status == 183][0]
+    assert low <= audio_port(early.body) <= high, "the 183's offer names rtpengine"
+    prack = callee.requests("PRACK")
+    assert prack and low <= audio_port(prack[0].body) <= high, "the PRACK's answer names rtpengine"
+    assert not callee.requests("INVITE")[0].body.strip(), "a late offer stays late"
+    assert caller.bye(answer).status == 200

@@ -96,7 +96,7 @@ def ringing_call(proxy, caller: RawPhone, dial: str, results: dict) -> threading
 
 
 def pickup_group(proxy):
-    from tests.e2e.test_groups_queues import ringall
+    from tests.e2e.phones_groups import ringall
     (ringing, rpw), (picker, ppw) = proxy.subscriber(), proxy.subscriber()
     _name, number = ringall(proxy, [ringing, picker])
     phone = proxy.phone(ringing, rpw, "noanswer")

@@ -17,7 +17,8 @@ def test_invite_lifetime(timeouts, expected_ms):
     assert invite_lifetime_ms(timeouts) == expected_ms
 
 
-@pytest.mark.parametrize("last,now,interval,due", [
-    (0, 59.9, None, False), (0, 60, None, True), (10, 12, 2, True), (10, 11.5, 2, False)])
-def test_progress_due(last, now, interval, due):
-    assert progress_due(last, now, interval) is due
+@pytest.mark.parametrize("last,now,interval,repeats,due", [
+    (0, 59.9, None, 0, False), (0, 60, None, 0, True), (10, 12, 2, 0, True), (10, 11.5, 2, 0, False),
+    (0, 600, None, 5, True), (0, 600, None, 6, False)])     # capped: each repeat costs tm a branch
+def test_progress_due(last, now, interval, repeats, due):
+    assert progress_due(last, now, interval, repeats) is due
