@@ -88,6 +88,17 @@ class Settings:
     media_max_legs: int = 500
     voicemail_number: str = "8999"
 
+    # phones: feature codes dialled from a phone (kemi/feature_codes.py). Pickup: code alone
+    # picks up a call ringing in one of the caller's groups, code + number that member's call.
+    # Agent keys: login/logout (+ queue number: one queue, alone: all), pause (+ reason code),
+    # unpause, do-not-disturb toggle. Each must start with * or #; no code may prefix another.
+    code_pickup: str = "*8"
+    code_login: str = "*61"
+    code_logout: str = "*62"
+    code_pause: str = "*63"
+    code_unpause: str = "*64"
+    code_dnd: str = "*65"
+
     @property
     def database_url(self) -> str:
         """libpq DSN for psycopg."""

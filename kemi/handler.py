@@ -16,6 +16,8 @@ import KSR  # provided by app_python3
 from kemi import hunt, instrument, journal, listen, media, outbound, queueing, ring, routing, trunks
 from kemi import flow_engine, names  # flows:
 from kemi import voicemail_route  # media
+from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
+from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
 from kemi.guard import Guard
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
@@ -38,6 +40,7 @@ class Handler:
         self.flows = flow_engine.FlowEngine(self.settings)  # flows:
         self.vm_rules = voicemail_route.Rules(self.cache, log_error)   # media
         ring.UNANSWERED = self._voicemail_unanswered                   # media
+        self.features = Features(self.settings)   # phones
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -86,6 +89,7 @@ class Handler:
         try:
             directory = self.cache.get()
             if directory is not None and directory.queues:
+                long_calls.refresh(self.cache)   # phones: per-queue 182 intervals
                 self.dispatcher.run(directory, self.settings.domain)
         except Exception:
             log_error("queue dispatcher: " + traceback.format_exc())
@@ -114,8 +118,15 @@ class Handler:
         except Exception:
             return self._internal_error("queue timeout", stateful=True)
 
+    def ksr_queue_progress(self, msg) -> int:   # phones: 182 again for a waiting caller
+        try:
+            return long_calls.on_progress(queueing.requeue)
+        except Exception:
+            return self._internal_error("queue progress", stateful=True)
+
     def ksr_failure_queue(self, msg) -> int:
         try:
+            agent_keys.on_offer_failed(self.cache)   # phones: auto-pause after unanswered offers
             return queueing.on_failure()
         except Exception:
             return self._internal_error("queue failure route", stateful=True)
@@ -172,8 +183,9 @@ class Handler:
         marks a hunt busy (the failure route only sees the step's best reply, which may
         be another device's 408)."""
         try:
-            if pv("$rm") == "INVITE" and KSR.sdpops.sdp_content() > 0:
-                KSR.rtpengine.rtpengine_manage0()
+            nat.media_reply(nat.on_reply())   # phones: NAT alias + late offer / UPDATE answers
+            if pv("$rm") == "INVITE":
+                pickup.on_reply(int(pv("$rs") or 0))   # phones: the early dialog a pickup replaces
             status = int(pv("$rs") or 0)
             instrument.on_reply()
             if status in hunt.BUSY_CODES:
@@ -195,6 +207,7 @@ class Handler:
             journal.leg_ended(call_id, member, "answered", 200)
             journal.answered(call_id, member)
         if pv("$avp(queue)"):
+            agent_keys.on_offer_answered(member)   # phones: resets the unanswered offers
             queueing.on_answer(member)
         elif member:
             queueing.mark_busy(member)
@@ -237,6 +250,9 @@ class Handler:
             return EXIT
 
         method = pv("$rm")
+        nat.on_request(method)   # phones: force_rport, NAT detection, Contact alias
+        if method == "PUBLISH" or (method == "SUBSCRIBE" and not voicemail_route.is_mwi()):   # phones: BLF
+            return self._presence(method)
         if KSR.siputils.has_totag() > 0:
             return self._in_dialog(method)
         if method == "CANCEL":
@@ -273,23 +289,30 @@ class Handler:
             directory = self._directory()
             number = self._authenticate(directory, "$fU") if directory is not None else None
             return EXIT if number is None else voicemail_route.subscribe(self.settings, number)
-        KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER\r\n")
+        KSR.hdr.append_to_reply("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, SUBSCRIBE\r\n")
         KSR.sl.sl_send_reply(405, "Method Not Allowed")
         return EXIT
+
+    def _presence(self, method: str) -> int:   # phones: BLF keys (kemi/presence.py)
+        if method == "PUBLISH":
+            return presence.publish(self.settings.sip_address, self.settings.sip_port)
+        directory = self._directory()
+        return EXIT if directory is None else presence.subscribe(directory, self._authenticate)
 
     def _in_dialog(self, method: str) -> int:
         handled = listen.in_dialog(method, self.ng)
         if handled is not None:
             return handled
         if KSR.rr.loose_route() > 0:
+            nat.on_loose_route()   # phones: in-dialog requests reach a NATed phone
             if method == "BYE":
                 listen.forget_call()
                 journal.call_ended(pv("$ci"), 200, "hung up")
                 KSR.rtpengine.rtpengine_delete0()
                 instrument.call_quality()
-            elif method == "INVITE":
-                if KSR.sdpops.sdp_content() > 0:
-                    KSR.rtpengine.rtpengine_manage0()
+            else:   # phones: SDP in INVITE, ACK, PRACK and UPDATE (late offer) via rtpengine
+                nat.media_request(method)
+            if method != "ACK":
                 KSR.tm.t_on_reply("ksr_reply_media")
             KSR.tm.t_relay()
             return EXIT
@@ -363,9 +386,9 @@ class Handler:
             return EXIT
         if self.guard.self_contact():
             return EXIT
-        if pv("$pr") != "udp" or KSR.nathelper.nat_uac_test(19) > 0:
-            # Keep the connection / NAT binding the phone registered from.
-            KSR.nathelper.fix_nated_register()
+        if pv("$pr") != "udp" or nat.nated():
+            # Keep the connection / NAT binding the phone registered from (phones: and ping it).
+            nat.on_register()
         saved = KSR.registrar.save(ring.LOCATION, 0) >= 0
         instrument.registration(saved)
         if not saved:
@@ -391,6 +414,9 @@ class Handler:
         KSR.auth.consume_credentials()
         strip_identity_headers()
         display = from_display()
+        handled = self.features.handle(directory, number, self.cache)   # phones: pickup, agent keys
+        if handled is not None:
+            return handled
         if (pv("$rU") or "") == self.settings.voicemail_number:   # media: voicemail access number
             own = number if number in self.vm_rules.get() else None
             return voicemail_route.relay(self.settings.media_sip, voicemail_route.app_header("vmaccess", box=own), True)
@@ -404,7 +430,10 @@ class Handler:
             return listen.start(plan, self.ng)
         KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
         if not isinstance(plan, routing.Reject):
+            presence.publish_call(plan, number, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
+            pickup.remember(plan, number)   # phones: what a pickup needs while it rings
             KSR.dialog.dlg_manage()
+            long_calls.keepalive_dialog()   # phones: in-dialog OPTIONS end dead dialogs
             queueing.mark_busy(number)     # an agent who is calling is not offered queue calls
         if isinstance(plan, routing.RingPlan) and plan.display_format:
             self._present(plan, number, display, number, display)
@@ -432,7 +461,9 @@ class Handler:
         plan = routing.plan_call(did.target, directory, self.settings.ring_timeout)
         KSR.pv.sets("$avp(call_from)", "")           # no subscriber on the calling end
         if not isinstance(plan, routing.Reject):
+            presence.publish_call(plan, None, self.settings.sip_address, self.settings.sip_port)  # phones: BLF
             KSR.dialog.dlg_manage()
+            long_calls.keepalive_dialog()   # phones
             self._present(plan, pv("$fU") or "", sent_display, number, display)
         return self._start(plan, number)
 
@@ -454,6 +485,7 @@ class Handler:
         if fresh and media.refuse_malformed_sdp():   # faults: its own 488, rtpengine stays on
             return EXIT
         if fresh:
+            nat.on_new_call()   # phones: ;nat=yes on the Record-Route
             KSR.rr.record_route()
         directory = self.cache.snapshot   # polled already for this message (_directory/_overflow)
         instrument.call_started(plan, directory, fresh)
@@ -484,7 +516,8 @@ class Handler:
         if names.is_flow_target(target):  # flows: a node gave up, the flow goes on
             return self.flows.resume(self, directory, target, fresh)
         caller = pv("$avp(queue_caller)") or pv("$fU") or ""
-        plan = routing.plan_call(target, directory, self.settings.ring_timeout)
+        plan = routing.plan_call(target, directory, self.settings.ring_timeout,
+                                 exclude=pv("$avp(call_from)") or None)   # phones: not the caller's phone
         if isinstance(plan, routing.TrunkPlan):
             plan = routing.Reject(500, "Server Internal Error - a timeout destination must be local")
         return self._start(plan, caller, fresh)

@@ -125,9 +125,10 @@ def call_quality() -> None:
     """After rtpengine_delete() on a BYE: rtpengine's MOS, jitter, loss and round trip."""
     try:
         mos, jitter, loss, rtt = (_num(_get(pv)) for pv in MOS_PVS)
+        kind, name = dialog_label()
+        metrics.quality_report(kind, name, mos is not None and mos > 0)   # phones: MOS coverage
         if mos is None or mos <= 0:
             return
-        kind, name = dialog_label()
         metrics.call_quality(kind, name, mos, jitter, loss, rtt)
     except Exception as err:
         _failed("call_quality", err)

@@ -91,6 +91,12 @@ def call_ended(call_id: str, code: int, reason: str | None = None) -> None:
     _emit({"ts": time.time(), "event": "call_ended", "call_id": call_id, "code": code, "reason": reason})
 
 
+def agent_paused(call_id: str, member: str, target: str, reason: str) -> None:
+    """phones: an agent was paused in queue `target` (auto-pause after unanswered offers)."""
+    _emit({"ts": time.time(), "event": "agent_paused", "call_id": call_id, "member": member,
+           "target": target, "reason": reason})
+
+
 # ------------------------------------------------------------------ the file
 
 def _emit(record: dict) -> None:

@@ -77,6 +77,14 @@ CALL_ANSWERS = Counter(f"{PREFIX}_call_answers", "Seized calls that were answere
                        "seizures)", ["kind", "name"])
 CALLS = Counter(f"{PREFIX}_calls", "Calls ended before or at answer, by kind, outcome and final SIP code "
                 "(code from a fixed set, else its class like 4xx)", ["kind", "outcome", "code"])
+# phones: answers and seizures of the same calls, counted once when the caller got its answer
+# or final failure, so an answer-seizure ratio over any window stays within 0..100 %.
+CALL_RESULTS = Counter(f"{PREFIX}_call_results", "Calls by whether they were answered, counted once "
+                       "at answer or final failure (ASR = answered / all)", ["kind", "name", "answered"])
+# phones: answered calls at hang-up, by whether rtpengine reported a MOS (needs RTCP).
+QUALITY_REPORTS = Counter(f"{PREFIX}_call_quality_reports", "Answered calls at hang-up, by whether "
+                          "rtpengine had a MOS for them (short calls and phones without RTCP have none)",
+                          ["kind", "name", "mos"])
 CALL_SETUP = Histogram(f"{PREFIX}_call_setup_seconds", "INVITE received -> first 2xx or final failure "
                        "sent", ["kind", "outcome"], buckets=SETUP_BUCKETS)
 CALL_RING = Histogram(f"{PREFIX}_call_ring_seconds", "First provisional reply (ringing) -> answer or "
@@ -337,6 +345,7 @@ def call_finished(kind: str, name: str, code: int, setup_seconds: float | None =
     kind, name = kind_label(kind), name_label(name)
     result = outcome(code)
     _child(CALLS, kind, result, code_label(code)).inc()
+    _child(CALL_RESULTS, kind, name, "yes" if result == "answered" else "no").inc()   # phones
     if result == "answered":
         _child(CALL_ANSWERS, kind, name).inc()
     if setup_seconds is not None and setup_seconds >= 0:
@@ -345,6 +354,12 @@ def call_finished(kind: str, name: str, code: int, setup_seconds: float | None =
         _child(CALL_RING, kind, result).observe(ring_seconds)
     if steps is not None and steps > 0:
         _child(HUNT_STEPS, kind).observe(steps)
+
+
+@safe
+def quality_report(kind: str, name: str, has_mos: bool) -> None:
+    """phones: an answered call hung up, with or without a MOS (the MOS coverage panel)."""
+    _child(QUALITY_REPORTS, kind_label(kind), name_label(name), "yes" if has_mos else "no").inc()
 
 
 @safe

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import instrument, names, ring
+from kemi import instrument, names, nat, ring, trunks
 from kemi.core.ringing import Cancelled, Overflow, PassOn, StepFailed, TrunkAttempt, TryNext, trunk_on_failure
 from kemi.ksr import EXIT, apply_identity, decode_identity, encode_identity, log_info, new_transaction, pv
 
@@ -31,7 +31,7 @@ def start(plan, caller: str) -> int:
     for trunk_id, who in plan.identities.items():
         KSR.pv.sets(f"$avp(cid{trunk_id})", encode_identity(who))
     if KSR.sdpops.sdp_content() > 0:
-        KSR.rtpengine.rtpengine_manage0()
+        nat.media_request("INVITE")   # phones: SIP-source-address for NATed callers
     return _attempt(0, plan.steps[0].uri)
 
 

@@ -23,7 +23,7 @@ import time
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, metrics, names, ring
+from kemi import hunt, instrument, journal, long_calls, metrics, names, nat, ring
 from kemi.core import queue_entry as qe
 from kemi import queue_strategy as strategy
 from kemi.hunt import Step
@@ -83,7 +83,7 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     if fresh and not new_transaction():
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
-        KSR.rtpengine.rtpengine_manage0()
+        nat.media_request("INVITE")   # phones: SIP-source-address for NATed callers
     KSR.tm.t_reply(182, "Queued")
     seq = incr("qwait", f"{queue.number}:tail")
     KSR.pv.seti("$avp(queue_max_wait)", queue.max_wait)
@@ -99,6 +99,7 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
     KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}",
                         names.encode_entry(qe.arrive(int(tindex), int(tlabel), time.time(), caller)))
+    long_calls.on_queued(tindex, tlabel)   # phones: 182 repeated while waiting
     journal.queued(pv("$ci"), queue.name)
     log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
     return EXIT
@@ -128,6 +129,7 @@ def leave(entry_key: str | None, outcome: str) -> None:
         KSR.htable.sht_rm("qwait", entry_key)
     KSR.htable.sht_rm("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
     KSR.htable.sht_rm("qtxn", f"cid:{pv('$ci')}")
+    long_calls.forget(pv("$T(id_index)"), pv("$T(id_label)"))   # phones
 
 
 # ------------------------------------------------------------------ the dispatcher
@@ -173,6 +175,9 @@ class Dispatcher:
                     continue
                 waiter = names.decode_entry(entry)
                 if not waiter.waiting:
+                    continue
+                if long_calls.progress_due_now(str(waiter.tindex), str(waiter.tlabel), q.number, now):  # phones
+                    _resume(key, waiter, qe.Progress())   # 182 again, then back in line
                     continue
                 if strategy.waited_too_long(q, waiter.arrived, now):
                     _resume(key, waiter, qe.TimeOut())
@@ -259,6 +264,10 @@ def on_failure() -> int:
         journal.call_ended(pv("$ci"), 487, "caller hung up")
         return EXIT
     return _requeue(f"no answer ({pv('$T_reply_code')})")
+
+
+def requeue(why: str) -> int:   # phones: also after a repeated 182 (kemi/long_calls.py)
+    return _requeue(why)
 
 
 def _requeue(why: str) -> int:

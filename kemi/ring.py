@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import hunt, instrument, journal, names
+from kemi import hunt, instrument, journal, long_calls, names, nat
 from kemi.core import ringing as _hunt_machine
 from kemi.ksr import EXIT, log_info, new_transaction, pv
 
@@ -51,6 +51,7 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
              + (" + " if plan.parallel else " > ").join(f"{s.number}/{s.ring_timeout}s" for s in steps))
     if fresh and not new_transaction():
         return EXIT
+    long_calls.set_invite_lifetime(steps[:1] if plan.parallel else steps)   # phones: the flow's ring time
     hunt_steps = ((_hunt_machine.HuntStep("*", steps[0].ring_timeout),) if plan.parallel
                   else tuple(_hunt_machine.HuntStep(s.number, s.ring_timeout) for s in steps))
     KSR.pv.sets(names.HUNT_STEPS, names.encode_hunt_steps(hunt_steps))
@@ -60,7 +61,7 @@ def start(plan, domain: str, caller: str, fresh: bool = True) -> int | None:
     if not next_contacts(first=True):
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
-        KSR.rtpengine.rtpengine_manage0()
+        nat.media_request("INVITE")   # phones: SIP-source-address for NATed callers
     return relay_step(steps[0].ring_timeout)
 
 

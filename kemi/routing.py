@@ -57,8 +57,12 @@ NO_MIXING = ("Not Implemented - {mode} needs audio mixing, which rtpengine 10.5 
 
 def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
               caller: Subscriber | None = None, caller_display: str | None = None,
-              rng: random.Random | None = None) -> Plan:
-    """`caller` is the authenticated subscriber, or None for a call that came in on a trunk."""
+              rng: random.Random | None = None, exclude: str | None = None) -> Plan:
+    """`caller` is the authenticated subscriber, or None for a call that came in on a trunk.
+    `exclude`: a SIP number no group may ring (the caller's own devices; default: the
+    caller's number). Group numbers take no suffixes: one rule for every group kind."""
+    if exclude is None and caller is not None:
+        exclude = caller.number
     try:
         dial = dialstring.parse(ruri_user)
     except dialstring.DialError as err:
@@ -69,7 +73,7 @@ def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
         return Reject(484, "Address Incomplete - suffixes h and cN are for calls from phones")
     try:
         if directory.is_local(dial.number):
-            return _local(dial, directory, default_timeout, caller, caller_display)
+            return _local(dial, directory, default_timeout, caller, caller_display, exclude)
         return _external(dial, directory, caller, rng)
     except identity.IdentityError as err:
         return Reject(err.status, err.reason)
@@ -87,13 +91,19 @@ def _spy(dial, directory, caller) -> Plan:
     return SpyPlan(dial.number)
 
 
-def _local(dial, directory, default_timeout, caller, caller_display) -> Plan:
+GROUP_SUFFIX = "Address Incomplete - suffixes T, h and cN do not apply to group and queue numbers"
+
+
+def _local(dial, directory, default_timeout, caller, caller_display, exclude=None) -> Plan:
+    # phones: one suffix rule for every group kind (hunt service numbers, ring-all, queues)
+    is_group = (dial.number in directory.ringall or dial.number in directory.queues
+                or dial.number in directory.services)
+    if is_group and (dial.ring_only or dial.anonymous or dial.caller_id_index is not None):
+        return Reject(484, GROUP_SUFFIX)
     if dial.number in directory.ringall or dial.number in directory.queues:
-        if dial.ring_only or dial.anonymous or dial.caller_id_index is not None:
-            return Reject(484, "Address Incomplete - suffixes T, h and cN do not apply to group and queue numbers")
         if dial.number in directory.queues:
             return QueuePlan(dial.number, dial.number)
-        return _ringall(directory.ringall[dial.number], directory, default_timeout)
+        return _ringall(directory.ringall[dial.number], directory, default_timeout, exclude)
     service = directory.services.get(dial.number)
     if service is not None:
         start, kind = service.start_number, "service"
@@ -111,15 +121,22 @@ def _local(dial, directory, default_timeout, caller, caller_display) -> Plan:
         who = identity.internal_identity(caller, dial.anonymous, dial.caller_id_index, caller_display)
     member = directory.members.get(start)
     group = directory.groups.get(member.group_id) if member and kind != "direct" else None
+    if kind != "direct" and exclude:
+        # phones: a group never rings the caller's own devices
+        steps = [step for step in steps if step.number != exclude]
+        if not steps and not (group and group.timeout_target):
+            return Reject(480, "Temporarily Unavailable - no other member in the group")
     return RingPlan(dial.number, kind, tuple(steps), who, group=group.name if group else None,
                     fallback=group.timeout_target if group else None)
 
 
-def _ringall(group, directory, default_timeout) -> Plan:
+def _ringall(group, directory, default_timeout, exclude=None) -> Plan:
     timeout = group.ring_timeout or default_timeout
     steps = tuple(hunt.Step(number, timeout) for number, logged_in in group.members
-                  if logged_in and directory.active_subscriber(number))
+                  if logged_in and directory.active_subscriber(number) and number != exclude)
     if not steps and not group.timeout_target:
+        if any(number == exclude for number, _logged_in in group.members):
+            return Reject(480, f"Temporarily Unavailable - no other member of {group.name} available")
         return Reject(480, f"Temporarily Unavailable - nobody logged in to {group.name}")
     return RingPlan(group.number, "ringall", steps, parallel=True, group=group.name,
                     display_format=group.display_format, fallback=group.timeout_target)

@@ -15,6 +15,7 @@ from kemi.config import Settings
 from provision import groups, store, trunks
 from provision import bans, flows, journal, live
 from provision import media  # media
+from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
 from provision.store import ProvisioningError
 
 
@@ -156,6 +157,8 @@ def cmd_ringall(args, conn, settings) -> None:
 
 
 def cmd_queue(args, conn, settings) -> None:
+    if args.action in agent_cli.QUEUE_ACTIONS:   # phones: auto-pause
+        return agent_cli.cmd_queue(args, conn)
     if args.action in ("add", "change"):
         groups.save_queue(conn, args.name, args.number, args.action == "add", strategy=args.strategy,
                           ring_timeout=args.ring_timeout, max_wait=args.max_wait, timeout_target=args.timeout_target,
@@ -183,6 +186,8 @@ def cmd_supervisor(args, conn, settings) -> None:
 
 
 def cmd_agent(args, conn, settings) -> None:
+    if args.action in agent_cli.ACTIONS:   # phones: pause, unpause, dnd, show
+        return agent_cli.cmd_agent(args, conn, table)
     count = groups.set_logged_in(conn, args.number, args.action == "login", args.where)
     print(f"{args.number} logged {'in to' if args.action == 'login' else 'out of'} {count} group(s)/queue(s)")
 
@@ -294,6 +299,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("agents", nargs="*")
     qua.add_parser("remove").add_argument("name")
     qua.add_parser("list")
+    agent_cli.add_queue_parsers(qua)   # phones
 
     su = top.add_parser("supervisor", help="who may listen in (4# + number) on whose calls")
     sua = su.add_subparsers(dest="action", required=True)
@@ -310,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
         a = aga.add_parser(action)
         a.add_argument("number")
         a.add_argument("where", nargs="?", help="a ring-all group or queue name (default: all)")
+    agent_cli.add_agent_parsers(aga)   # phones
 
     ci = top.add_parser("callerid", help="caller-ID list (c1, c2, ...) and policy of a subscriber")
     ca = ci.add_subparsers(dest="action", required=True)

@@ -96,7 +96,9 @@ class ProbeCollector:
         for key, stat in metrics.KAMAILIO_STATS.items():
             values[key] = (stats or {}).get(stat)
         from tools.supervise import read_restarts
-        return metrics.probe_families(values) + [metrics.restart_family(read_restarts(self.settings.var_dir))]
+        from kemi.kamailio_stats import families   # phones: every Kamailio statistic, Prometheus names
+        return (metrics.probe_families(values) + families(stats or {})
+                + [metrics.restart_family(read_restarts(self.settings.var_dir))])
 
 
 def registry(settings: Settings, directory: Path, socket_path: Path):

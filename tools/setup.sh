@@ -8,7 +8,8 @@ debs=(kamailio kamailio-python3-modules kamailio-postgres-modules kamailio-utils
       kamailio-extra-modules rtpengine-daemon sip-tester postgresql python3-venv
       prometheus    # prometheus + promtool: monitoring/ checks and its end-to-end test
       espeak-ng     # media service: the built-in spoken prompts (GPL-3.0, output audio is ours)
-      baresip-core) # media service tests: a real SIP client from Debian as the caller
+      kamailio-presence-modules   # phones: BLF (presence, presence_dialoginfo, pua, pua_dialoginfo)
+      baresip)      # a real SIP client from Debian in the end-to-end tests (phones, media)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@ apply the `Resume` action with t_continue; which agent gets an offer is kemi.que
 
     arrive ──► WAITING ──Offer──► OFFERED ──Requeue (no answer)──► WAITING
                   │  └──TimeOut/Cancel──► OFFERED (resumed in the timeout route) ──► left
+                  └──Progress──► OFFERED (182 again in the progress route) ──Requeue──► WAITING
 Events on an entry that is not waiting do nothing: an offer in progress is never doubled.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ WAITING = "W"
 OFFERED = "O"
 OFFER_ROUTE = "ksr_queue_offer"
 TIMEOUT_ROUTE = "ksr_queue_timeout"
+PROGRESS_ROUTE = "ksr_queue_progress"   # 182 again, then Requeue (kemi/long_calls.py)
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ class Requeue:
     pass
 
 
-QueueEvent = Offer | TimeOut | Cancel | Requeue
+@dataclass(frozen=True)
+class Progress:
+    """A waiting caller's next 182 is due: resumed briefly, then back in line (Requeue)."""
+
+
+QueueEvent = Offer | TimeOut | Cancel | Requeue | Progress
 
 
 @dataclass(frozen=True)
@@ -68,5 +75,6 @@ def on_event(entry: QueueEntry, event: QueueEvent) -> tuple[QueueEntry, Resume |
         return (replace(entry, state=WAITING), None) if not entry.waiting else (entry, None)
     if not entry.waiting:
         return entry, None
-    route = OFFER_ROUTE if isinstance(event, Offer) else TIMEOUT_ROUTE
+    route = (OFFER_ROUTE if isinstance(event, Offer) else PROGRESS_ROUTE if isinstance(event, Progress)
+             else TIMEOUT_ROUTE)
     return replace(entry, state=OFFERED), Resume(route)

@@ -134,3 +134,42 @@ def test_plan_call_is_total(raw):
         assert plan.status in (404, 480, 484, 501)
     else:
         assert plan.steps and all(D.active_subscriber(s.number) for s in plan.steps)
+
+
+# phones (issue 12): a group never rings the caller's own devices; one suffix rule for groups
+OWN_DEVICES = [
+    # dialled, caller, numbers rung
+    ("8008001", "77721401", FROM_1[1:]),                 # the start member calls its own group
+    ("8008001", "77721403", ["77721401", "77721402", "77721404", "77721405", "77721406"]),
+    ("77721401", "77721402", ["77721401"] + FROM_1[2:]),  # a hunt from a colleague's number
+    ("77721402", "77721402", FROM_1[2:]),                # dialling yourself hunts on, never rings you
+    ("77721402T", "77721402", ["77721402"]),             # T: a direct call is what was asked for
+    ("8008001", "11121400", FROM_1),                     # not a member: everyone rings
+]
+
+
+@pytest.mark.parametrize("dialled,caller,rung", OWN_DEVICES)
+def test_groups_never_ring_the_callers_own_devices(dialled, caller, rung):
+    plan = plan_call(dialled, D, 30, caller=D.subscribers[caller])
+    assert [s.number for s in plan.steps] == rung
+
+
+def test_a_group_of_only_the_caller_answers_480():
+    d = Directory({"1": Subscriber("1", "x")}, {1: HuntGroup(1, "solo")}, {"1": HuntMember("1", 1)},
+                  {"900": ServiceNumber("900", 1, "1")})
+    plan = plan_call("900", d, 30, caller=d.subscribers["1"])
+    assert plan == Reject(480, "Temporarily Unavailable - no other member in the group")
+
+
+def test_overflow_excludes_the_original_caller_without_identity():
+    plan = plan_call("8008001", D, 30, exclude="77721401")
+    assert [s.number for s in plan.steps] == FROM_1[1:]
+
+
+@pytest.mark.parametrize("dialled", ["8008001T", "8008001h", "8008001c1", "8008003c2hT"])
+def test_service_numbers_take_no_suffixes_like_every_group(dialled):
+    for caller in (None, D.subscribers["77721406"]):   # from a trunk or a phone, with or without caller IDs
+        plan = plan_call(dialled, D, 30, caller=caller)
+        assert isinstance(plan, Reject) and plan.status == 484, (dialled, caller, plan)
+        if caller is not None:
+            assert "group and queue numbers" in plan.reason

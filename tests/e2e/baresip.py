@@ -1,0 +1,88 @@
+"""baresip (Debian's package) as a real SIP phone in the end-to-end tests: its own config
+directory, a sine tone as microphone, commands as JSON netstrings over TCP (ctrl_tcp module)."""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+import wave
+import subprocess
+from pathlib import Path
+
+from tools.ports import free_port
+
+MODULES = "/usr/lib/baresip/modules"
+
+
+class Baresip:
+    def __init__(self, proxy: tuple[str, int], number: str, password: str, workdir: Path):
+        self.number = number
+        self.dir = workdir / f"baresip-{number}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sip_port, self.cons_port = free_port(), free_port()
+        self.rtp_base = 40000 + (self.sip_port % 200) * 10
+        host, port = proxy
+        (self.dir / "config").write_text("\n".join([
+            "poll_method epoll",
+            f"sip_listen 127.0.0.1:{self.sip_port}",
+            "sip_trans_def udp",
+            f"rtp_ports {self.rtp_base}-{self.rtp_base + 9}",
+            "rtcp_mux no",
+            f"audio_source aufile,{self._tone()}",
+            f"audio_player aufile,{self.dir / 'heard.wav'}",
+            "audio_alert aufile,/dev/null",
+            f"module_path {MODULES}",
+            "module g711.so", "module aufile.so", "module ctrl_tcp.so", "module menu.so",
+            "module_app account.so", "module_app contact.so",
+            f"ctrl_tcp_listen 127.0.0.1:{self.cons_port}",
+            "",
+        ]))
+        (self.dir / "accounts").write_text(
+            f"<sip:{number}@{host}:{port};transport=udp>;auth_user={number};auth_pass={password};"
+            f"regint=300;audio_codecs=PCMU\n")
+        (self.dir / "contacts").write_text("")
+        self.log = self.dir / "baresip.log"
+        self.proc = subprocess.Popen(["baresip", "-f", str(self.dir), "-v"], stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+    def _tone(self, seconds: int = 30) -> Path:
+        """A 440 Hz tone, 8 kHz mono 16-bit (ausine only does 48 kHz, G.711 is 8 kHz)."""
+        path = self.dir / "tone.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(8000)
+            w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 8000)))
+                                   for i in range(8000 * seconds)))
+        return path
+
+    def command(self, command: str, params: str = "") -> dict:
+        """One ctrl_tcp command (e.g. dial, hangup, quit); its JSON response."""
+        body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
+        with socket.create_connection(("127.0.0.1", self.cons_port), timeout=5) as s:
+            s.sendall(str(len(body)).encode() + b":" + body + b",")
+            data = b""
+            while b'"response"' not in data or not data.endswith(b","):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        text = data.decode(errors="replace")
+        start = text.find('{"response"')
+        return json.loads(text[start:text.rfind("}") + 1]) if start >= 0 else {}
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+            except OSError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
