@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import KSR  # provided by app_python3
 
-from kemi import instrument, names, nat, ring, trunks
+from kemi import instrument, names, nat, ring
 from kemi.core.ringing import Cancelled, Overflow, PassOn, StepFailed, TrunkAttempt, TryNext, trunk_on_failure
 from kemi.ksr import EXIT, apply_identity, decode_identity, encode_identity, log_info, new_transaction, pv
 

@@ -4,7 +4,6 @@ and SDP, as a phone behind a NAT router would. It must still get its replies, th
 in-dialog requests (ACK, re-INVITE, BYE), the media, and keepalives for its binding."""
 from __future__ import annotations
 
-import threading
 
 from tests.e2e.helpers import explain, header, wait_until
 from tests.e2e.rawphone import RawPhone

@@ -4,7 +4,6 @@ SDP. Counted where it matters: packets received by rtpengine on each leg (NG que
 from __future__ import annotations
 
 import re
-import threading
 
 from rtpengine.ng import NgClient
 from tests.e2e import sipp

@@ -4,7 +4,8 @@ from kemi.kamailio_stats import families
 STATS = {
     "core:rcv_requests": 12, "core:rcv_requests_invite": 5, "core:rcv_requests_register": 7,
     "core:rcv_replies_1xx": 3, "core:rcv_replies_2xx": 4, "core:rcv_replies_1xx_invite": 3,
-    "sl:2xx_replies": 7, "sl:4xx_replies": 2, "sl:407_replies": 5, "sl:200_replies": 1, "tmx:2xx_transactions": 4, "tmx:4xx_transactions": 1,
+    "sl:2xx_replies": 7, "sl:4xx_replies": 2, "sl:407_replies": 5, "sl:200_replies": 1,
+    "tmx:2xx_transactions": 4, "tmx:4xx_transactions": 1,
     "tmx:UAS_transactions": 5, "tmx:UAC_transactions": 6, "tmx:active_transactions": 2,
     "tcp:current_opened_connections": 3, "shmem:real_used_size": 1000, "shmem:total_size": 4000,
     "shmem:fragments": 9, "dialog:active_dialogs": 1, "usrloc:location-contacts": 4,
