@@ -23,20 +23,27 @@ from kemi import agent_state, journal, phone_metrics
 from kemi.ksr import EXIT, log_error, log_info, pv
 
 MISS_TABLE = "agentmiss"
-_limits: dict[str, int] = {}
-_limits_at = -1
 
 
 def _connect(cache):
-    """A short-lived connection for a change: the cache's own connection LISTENs, and a
-    statement on it could swallow the notification that makes this worker reload."""
-    if cache.conn is None:      # known to be down: answer at once
-        return None
+    """A short-lived connection for an agent's change, bounded by a 1 s connect timeout: the
+    only database use on a SIP worker, until agent state moves to shared memory (issue 11)."""
     try:
-        return psycopg.connect(cache.dsn, autocommit=True, connect_timeout=2)
+        return psycopg.connect(_dsn(), autocommit=True, connect_timeout=1)
     except psycopg.Error as err:
         log_error(f"agent state: database unreachable: {err}")
         return None
+
+
+_DSN: str | None = None
+
+
+def _dsn() -> str:
+    global _DSN
+    if _DSN is None:
+        from kemi.config import Settings
+        _DSN = Settings.from_env().database_url
+    return _DSN
 
 
 def apply(feature, number: str, directory, cache) -> int:
@@ -123,14 +130,5 @@ def on_offer_answered(agent: str | None) -> None:
 
 
 def _limit(cache, queue_name: str) -> int | None:
-    global _limits, _limits_at
-    if cache.reloads != _limits_at:
-        conn = _connect(cache)
-        try:
-            if conn is not None:
-                with conn:
-                    _limits = agent_state.auto_pause_limits(conn)
-                _limits_at = cache.reloads
-        except Exception as err:
-            log_error(f"auto-pause limits: {err}")
-    return _limits.get(queue_name)
+    directory = cache.get()
+    return directory.auto_pause.get(queue_name) if directory is not None else None

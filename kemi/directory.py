@@ -134,6 +134,10 @@ class Directory:
     flows: dict[str, tuple[int, str]] = field(default_factory=dict)
     # media: voicemail boxes' divert rules by box number (kemi.voicemail_route.BoxRule)
     voicemail_rules: dict[str, BoxRule] = field(default_factory=dict)
+    # phones: queue name -> unanswered offers in a row that pause an agent; queue number ->
+    # seconds between repeated 182s for its waiting callers (queues that set them)
+    auto_pause: dict[str, int] = field(default_factory=dict)
+    progress_intervals: dict[str, int] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 
 import KSR  # provided by app_python3
 
 from kemi.call_timers import invite_lifetime_ms, progress_due
-from kemi.ksr import log_error, pv
+from kemi.ksr import pv
 
 TABLE = "qprogress"
 
@@ -43,21 +42,14 @@ def on_queued(tindex: str, tlabel: str) -> None:
 
 
 _intervals: dict[str, int] = {}
-_loaded_at = -1
 
 
 def refresh(cache) -> None:
-    """Dispatcher: per-queue intervals (queue number -> seconds), read again after a reload."""
-    global _intervals, _loaded_at
-    if cache.reloads == _loaded_at or cache.conn is None:
-        return
-    try:
-        with psycopg.connect(cache.dsn, autocommit=True, connect_timeout=2) as conn:
-            _intervals = dict(conn.execute("SELECT number, progress_interval FROM queue "
-                                           "WHERE progress_interval IS NOT NULL").fetchall())
-        _loaded_at = cache.reloads
-    except psycopg.Error as err:
-        log_error(f"queue progress intervals: {err}")
+    """Dispatcher: per-queue intervals (queue number -> seconds), from the routing snapshot."""
+    global _intervals
+    directory = cache.get()
+    if directory is not None:
+        _intervals = directory.progress_intervals
 
 
 def progress_due_now(tindex: str, tlabel: str, queue_number: str, now: float) -> bool:

@@ -74,9 +74,14 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         # flows:
         cur.execute("SELECT number, version, doc::text FROM flow")
         flows = {r[0]: (r[1], r[2]) for r in cur}
+        # phones: per-queue auto-pause and repeated-182 settings
+        cur.execute("SELECT name, number, auto_pause, progress_interval FROM queue")
+        queue_rows = cur.fetchall()
     voicemail_rules = load_rules(conn)   # media
     return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
-                     flows=flows, voicemail_rules=voicemail_rules)
+                     flows=flows, voicemail_rules=voicemail_rules,
+                     auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
+                     progress_intervals={number: s for _, number, _, s in queue_rows if s is not None})
 
 
 def snapshot_path(var_dir: str) -> Path:
