@@ -32,7 +32,7 @@ def check_subscribe(event: str | None, target: str | None, target_exists: bool, 
                        "Retry-After: 60\r\n")
     if (event or "").split(";")[0].strip().lower() != EVENT:
         return Refusal(489, "Bad Event - only the dialog event package (BLF) is served", "bad_event",
-                       f"Allow-Events: {EVENT}\r\n")
+                       f"Allow-Events: {EVENT}, message-summary\r\n")
     if not target or not target_exists:
         return Refusal(404, "Not Found - no such SIP number to watch", "unknown_target")
     return None

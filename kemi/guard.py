@@ -42,6 +42,10 @@ class Guard:
         self.exempt = edge.exempt_sources(settings.flood_exempt)
         self.limits = edge.GuessLimits(settings.auth_failures_per_source, settings.auth_failures_per_number)
         self.own = (settings.sip_address, settings.sip_port)
+        # The proxy's own requests (pua's PUBLISH, keepalives) and the media service's (MWI
+        # NOTIFY, BYE) come from trusted sockets: never rate-limited, never banned.
+        media_host, _, media_port = settings.media_sip.rpartition(":")
+        self.trusted_sockets = {self.own, (media_host, int(media_port or 0))}
         self.ban_seconds = settings.ban_seconds
         self.lockout_seconds = settings.lockout_seconds
         self.tcp_per_source = settings.tcp_connections_per_source
@@ -64,7 +68,9 @@ class Guard:
         if _get(BAN, ip):
             metrics.edge_dropped("banned")
             return False
-        if ip not in self.exempt and not is_trunk(ip, int(pv("$sp") or 0)) and KSR.pike.pike_check_req() < 0:
+        port = int(pv("$sp") or 0)
+        if (ip not in self.exempt and (ip, port) not in self.trusted_sockets and not is_trunk(ip, port)
+                and KSR.pike.pike_check_req() < 0):
             self.ban(ip, "flood")
             metrics.edge_dropped("flood")
             return False

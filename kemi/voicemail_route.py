@@ -154,7 +154,7 @@ def subscribe(settings, number: str) -> int:
     from kemi.ksr import EXIT, log_info, new_transaction, pv
     event = (pv("$hdr(Event)") or "").split(";", 1)[0].strip().lower()
     if event != "message-summary":
-        KSR.hdr.append_to_reply("Allow-Events: message-summary\r\n")
+        KSR.hdr.append_to_reply("Allow-Events: dialog, message-summary\r\n")
         KSR.sl.sl_send_reply(489, "Bad Event - only message-summary is supported")
         return EXIT
     if (pv("$rU") or "") not in (number, settings.voicemail_number):

@@ -415,8 +415,12 @@ def test_play_then_menu_through_the_media_service(proxy, outcome, digits, expect
     from tests.e2e.sipp import Sipp, media_port, render
     host, port = proxy.settings.media_sip.split(":")
     scenario = render("media_302.xml", proxy.workdir, outcome=outcome, digits=digits)
+    # The contract from the proxy's side: a SIPp stand-in takes the real media service's
+    # address for this test (stopped on purpose, so the supervisor leaves it alone).
+    proxy.stack.media.stop()
     media = Sipp(scenario, ["-i", host, "-p", port, "-mp", str(media_port()), "-m", "1"], proxy.workdir, "media")
     proxy.phones.append(types.SimpleNamespace(stop=media.stop))
+    proxy.phones.append(types.SimpleNamespace(stop=proxy.stack.media.start))   # after the stand-in left
     caller, cpw = proxy.subscriber()
     number = flow_number()
     import_flow(proxy, number, {"start": "hello", "nodes": {

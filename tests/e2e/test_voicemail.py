@@ -12,7 +12,9 @@ import time
 import psycopg
 
 from media import audio
+from tests.e2e.helpers import wait_until
 from tests.e2e.media_helpers import tone_share, wait_until_async
+from tools.stack import sip_options
 from tests.e2e.media_peer import Phone
 
 TONE = 523.0   # what callers say in their messages
@@ -182,7 +184,7 @@ def test_no_answer_rule_rings_then_voicemail(proxy):
     assert len(rows) == 1 and rows[0][4], rows
 
 
-def test_service_killed_mid_message_keeps_the_partial_and_503_until_back(proxy):
+def test_service_killed_mid_message_keeps_the_partial_comes_back_and_503_while_down(proxy):
     owner, _ = box(proxy, "--always", "yes", "--max-seconds", "60")
     caller, caller_pw = proxy.subscriber()
     other, other_pw = proxy.subscriber()
@@ -209,6 +211,12 @@ def test_service_killed_mid_message_keeps_the_partial_and_503_until_back(proxy):
         pcm = audio.from_pcm_bytes(bytes(db(proxy, "SELECT pcm FROM voicemail_message WHERE box = %s", (owner,))[0][0]))
         assert tone_share(pcm, TONE) > 0.8
         assert "partial" in proxy.kemictl("voicemail", "messages", owner).stdout
+        # the launcher's supervisor brings the killed service back by itself
+        host, _, port = proxy.settings.media_sip.rpartition(":")
+        wait_until(lambda: sip_options(host, int(port)) == 200, timeout=30)
+        assert media.proc.poll() is None
+
+        media.stop()   # down on purpose now (the supervisor leaves a deliberate stop alone)
 
         async def while_down():
             phone = await Phone(caller, caller_pw).open()
@@ -225,8 +233,8 @@ def test_service_killed_mid_message_keeps_the_partial_and_503_until_back(proxy):
         assert normal.proc.returncode == 0, "a call that does not need the media service must go on"
         assert talker.invites()
     finally:
-        if media.proc.poll() is not None:
-            media.start()   # what supervision does (tools/stack.py, once merged with the faults branch)
+        if media.proc is None or media.proc.poll() is not None:
+            media.start()
 
     caller2, caller2_pw = proxy.subscriber()
     run(leave_message(proxy, caller2, caller2_pw, owner))

@@ -50,7 +50,7 @@ def test_lamp_goes_on_with_a_new_message_and_off_after_listening(proxy):
 
 
 @pytest.mark.parametrize("event,target,status", [
-    ("presence", "own", 405),   # only message-summary is served; other events as before
+    ("presence", "own", 489),   # message-summary goes to the media service, dialog to presence (BLF), others 489
     ("message-summary", "other", 403),
 ])
 def test_bad_subscriptions_are_refused(proxy, event, target, status):
