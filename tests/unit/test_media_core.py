@@ -293,3 +293,18 @@ def test_app_header_is_percent_encoded_and_round_trips():
     assert h == "vmaccess;box=123" and apps.parse(h) == apps.VmAccess("123")
     assert vr.app_header("vmaccess", box=None) == "vmaccess"
     assert vr.app_header("play", audio="a;b") == "play;audio=a%3Bb"
+
+
+# ---------------------------------------------------------------- message waiting
+@pytest.mark.parametrize("requested,granted", [(None, 3600), ("0", 0), ("-5", 0), ("10", 60), ("600", 600),
+                                               ("999999", 3600), ("abc", 3600)])
+def test_mwi_expires(requested, granted):
+    from media import mwi
+    assert mwi.expires(requested) == granted
+
+
+def test_mwi_summary():
+    from media import mwi
+    assert mwi.summary("sip:1@x", 2, 3).startswith("Messages-Waiting: yes\r\nMessage-Account: sip:1@x\r\n")
+    assert "Voice-Message: 2/3" in mwi.summary("sip:1@x", 2, 3)
+    assert mwi.summary("sip:1@x", 0, 3).startswith("Messages-Waiting: no")
