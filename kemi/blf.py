@@ -49,6 +49,22 @@ def publish_targets(plan, caller: str | None) -> tuple[list[str], list[str]]:
     return callers, [n for n in dict.fromkeys(callees) if n != caller]
 
 
+DEFAULT_EXPIRES = 3600     # presence's max_expires: a SUBSCRIBE without Expires gets at most this
+
+
+def watch_until(now: float, expires: str | None) -> int:
+    """Until when a SUBSCRIBE with this Expires header keeps its target watched (Expires 0
+    or garbage: no longer than now; missing: the maximum)."""
+    raw = (expires or "").strip()
+    if not raw:
+        seconds = DEFAULT_EXPIRES
+    elif raw.isdigit():
+        seconds = min(int(raw), DEFAULT_EXPIRES)
+    else:
+        seconds = 0
+    return int(now) + seconds
+
+
 def presentity_uri(number: str, host: str, port: int) -> str:
     """Where pua sends the PUBLISH: this proxy, so presence stores it as number@host."""
     return f"sip:{number}@{host}:{port}"

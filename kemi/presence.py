@@ -11,6 +11,7 @@ from kemi import blf, phone_metrics
 from kemi.ksr import EXIT, log_info, new_transaction, pv
 
 RATE_TABLE = "blfrate"
+WATCH_TABLE = "blfwatch"    # number -> unix time its last BLF subscription expires
 
 
 def subscribe(directory, authenticate) -> int:
@@ -41,6 +42,7 @@ def subscribe(directory, authenticate) -> int:
         phone_metrics.blf_subscribe("error")
     else:
         phone_metrics.blf_subscribe("accepted")
+        _watched(target, pv("$hdr(Expires)"))
     KSR.tm.t_release()
     return EXIT
 
@@ -59,11 +61,28 @@ def publish(sip_address: str, sip_port: int) -> int:
     return EXIT
 
 
+def _watched(target: str, expires: str | None) -> None:
+    """Remember until when `target` has a watcher, so calls of numbers nobody watches cost
+    no PUBLISH at all. An unsubscribe leaves the entry to expire (a few extra PUBLISHes)."""
+    until = blf.watch_until(time.time(), expires)
+    current = KSR.htable.sht_get(WATCH_TABLE, target)
+    if until > int(current or 0):
+        KSR.htable.sht_seti(WATCH_TABLE, target, until)
+
+
+def _is_watched(number: str, now: float) -> bool:
+    until = KSR.htable.sht_get(WATCH_TABLE, number)
+    return until is not None and int(until) >= now
+
+
 def publish_call(plan, caller: str | None, host: str, port: int) -> None:
     """Before dlg_manage(): whose lamps this call lights (pua_dialoginfo reads the AVPs when the
-    dialog is created)."""
+    dialog is created). Only numbers someone watches: every state is a PUBLISH."""
     callers, callees = blf.publish_targets(plan, caller)
+    now = time.time()
     for number in callers:
-        KSR.pv.sets("$avp(blf_caller)", blf.presentity_uri(number, host, port))
+        if _is_watched(number, now):
+            KSR.pv.sets("$avp(blf_caller)", blf.presentity_uri(number, host, port))
     for number in callees:
-        KSR.pv.sets("$avp(blf_callee)", blf.presentity_uri(number, host, port))
+        if _is_watched(number, now):
+            KSR.pv.sets("$avp(blf_callee)", blf.presentity_uri(number, host, port))

@@ -51,3 +51,9 @@ def test_publish_targets(plan, caller, expected):
 
 def test_presentity_uri_names_this_proxy():
     assert blf.presentity_uri("201", "127.0.0.1", 5070) == "sip:201@127.0.0.1:5070"
+
+
+@pytest.mark.parametrize("expires,until", [("600", 1600), ("0", 1000), ("", 4600), (None, 4600),
+                                           ("99999", 4600), ("abc", 1000), (" 60 ", 1060)])
+def test_watch_until(expires, until):
+    assert blf.watch_until(1000.4, expires) == until
