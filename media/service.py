@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from media import apps, leg as legmod, sdp, sip
-from media.notifier import Notifier
+from media.notifier import Notifier, Subscription
 from media.leg import MediaClock
 
 T1 = 0.5
