@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 import os
 import subprocess
 import sys
@@ -256,7 +257,9 @@ def ksr(monkeypatch):
 def test_instrument_follows_a_call_across_routes(ksr, monkeypatch):
     inst = ksr.instrument
     clock = iter([100.0, 101.5, 104.0])
-    monkeypatch.setattr(inst.time, "monotonic", lambda: next(clock))
+    # instrument's own clock only: patching the time module itself would also feed this clock
+    # to other threads of the process (a test stack's supervisor under pytest-xdist)
+    monkeypatch.setattr(inst, "time", types.SimpleNamespace(monotonic=lambda: next(clock), time=time.time))
     answered = sample("kemi_calls_total", kind="hunt", outcome="answered", code="200")
     setup_sum = sample("kemi_call_setup_seconds_sum", kind="hunt", outcome="answered")
     ring_sum = sample("kemi_call_ring_seconds_sum", kind="hunt", outcome="answered")
