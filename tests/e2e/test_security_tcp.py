@@ -44,6 +44,8 @@ def small():
     (base / "sipp").mkdir()
     yield Proxy(settings, stack, base / "sipp")
     stack.stop()
+    if stack.postgres:
+        stack.postgres.remove()  # its cluster lives under /var/lib/kemi (tools/pgdir.py)
 
 
 def tcp_register(proxy: Proxy, number: str, password: str, ip: str = "127.0.0.1") -> int | None:
