@@ -10,11 +10,15 @@ run: setup
 # End-to-end tests each start their own stack on free ports, so they run side by side.
 TEST_WORKERS ?= 3
 
-# The fault-injection tests (tests/e2e/test_faults.py: worker kill, rtpengine hang, database
-# black hole) measure recovery and run alone, after the rest, not beside three other stacks.
+# Tests that measure recovery or timing, or start a real SIP client that binds extra ports,
+# run alone after the rest, not beside three other stacks: fault injection (worker kill,
+# rtpengine hang, database black hole), baresip, and Kamailio's statistics deltas.
+SERIAL_TESTS = tests/e2e/test_faults.py tests/e2e/test_phones_baresip.py \
+               tests/e2e/test_voicemail_baresip.py tests/e2e/test_phones_monitoring.py
+
 test: setup lint
-	@.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --ignore=tests/e2e/test_faults.py tests
-	@.venv/bin/python -m pytest -q tests/e2e/test_faults.py
+	@.venv/bin/python -m pytest -q -n $(TEST_WORKERS) $(addprefix --ignore=,$(SERIAL_TESTS)) tests
+	@.venv/bin/python -m pytest -q $(SERIAL_TESTS)
 
 # flows: type checker (strict on the pure core) and linter, part of `make test`
 lint: setup
