@@ -13,8 +13,10 @@ TEST_WORKERS ?= 3
 # Tests that measure recovery or timing, or start a real SIP client that binds extra ports,
 # run alone after the rest, not beside three other stacks: fault injection (worker kill,
 # rtpengine hang, database black hole), baresip, and Kamailio's statistics deltas.
-SERIAL_TESTS = tests/e2e/test_faults.py tests/e2e/test_phones_baresip.py \
-               tests/e2e/test_voicemail_baresip.py tests/e2e/test_phones_monitoring.py
+# test_phones_monitoring compares metric deltas on the shared stack: first, before any other
+# call of that stack can end inside its window.
+SERIAL_TESTS = tests/e2e/test_phones_monitoring.py tests/e2e/test_faults.py \
+               tests/e2e/test_phones_baresip.py tests/e2e/test_voicemail_baresip.py
 
 test: setup lint
 	@.venv/bin/python -m pytest -q -n $(TEST_WORKERS) $(addprefix --ignore=,$(SERIAL_TESTS)) tests
