@@ -139,6 +139,35 @@ def self_contact(contacts: str, own: tuple[str, int]) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------ digest credentials
+
+_URI = re.compile(r"\s*(sips?):(?:([^@;?>]*)@)?(\[[^\]]+\]|[^:;?>\s]+)(?::(\d{1,5}))?\s*(?:[;?].*)?$",
+                  re.I | re.S)
+
+
+def _uri_key(uri: str) -> tuple[str, str, str, int] | None:
+    """(scheme, user, host, port) of a SIP URI for comparing it with another; None if it is
+    not one. The user loses a password part and %-escapes; no port means the scheme's
+    default; parameters and headers are not part of the key."""
+    m = _URI.match(uri or "")
+    if not m:
+        return None
+    scheme, user, host, port = m.group(1).lower(), m.group(2) or "", m.group(3).lower(), m.group(4)
+    user = re.sub(r"%([0-9A-Fa-f]{2})", lambda e: chr(int(e.group(1), 16)), user.split(":", 1)[0])
+    default = 5061 if scheme == "sips" else 5060
+    return scheme, user, host.strip("[]"), int(port) if port else default
+
+
+def digest_uri_matches(digest_uri: str, request_uri: str) -> bool:
+    """Do the credentials' `uri=` and the request's R-URI (as received) name the same
+    resource (RFC 3261 22.4, RFC 2617 3.2.2.5)? A header computed for one R-URI is then
+    worth nothing on another, whatever the nonce is bound to. What phones really send is
+    allowed: another case in scheme or host, the default port written or left out, URI
+    parameters (transport, user=phone) and headers present on one side only."""
+    a, b = _uri_key(digest_uri), _uri_key(request_uri)
+    return a is not None and a == b
+
+
 # ------------------------------------------------------------------ guessing
 
 @dataclass(frozen=True)

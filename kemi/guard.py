@@ -115,6 +115,17 @@ class Guard:
 
     # ------------------------------------------------------------ authentication
 
+    @staticmethod
+    def digest_uri_mismatch() -> str | None:
+        """The credentials' `uri=` when it names another resource than the R-URI the
+        request arrived with ($ou: before any rewriting), else None. Checked after the
+        digest itself, so it tells nobody whether a number exists."""
+        digest_uri, ruri = pv("$adu") or "", pv("$ou") or ""
+        if edge.digest_uri_matches(digest_uri, ruri):
+            return None
+        metrics.edge_refused("digest_uri")
+        return digest_uri
+
     def locked_out(self, number: str) -> bool:
         return bool(number) and _get(LOCKOUT, number) is not None
 

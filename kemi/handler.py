@@ -356,8 +356,7 @@ class Handler:
             return None
         # The nonce is bound to the challenged request's R-URI, Call-ID, From tag and source
         # address and good for one use (kamailio.cfg, auth module): a captured header fails
-        # here with another R-URI, a new Call-ID or a second use. The uri= parameter itself
-        # is not compared with the R-URI: SIPp (and some phones) put the registrar's address there.
+        # here with another R-URI, a new Call-ID or a second use.
         rc = KSR.auth.pv_auth_check(realm, sub.ha1, 1, 0)
         if rc < 0:
             log_info(f"auth: {pv('$rm')} from {user} at {pv('$si')} failed ({rc})")
@@ -366,6 +365,15 @@ class Handler:
                 self.guard.auth_failed(user)
             else:   # a stale, reused or misbound nonce: a replay or a late retransmission
                 instrument.auth_failure("replay")
+            KSR.auth.auth_challenge(realm, 1)
+            return None
+        # ... and the credentials' uri= must name the R-URI itself (kemi/edge.py), so a header
+        # cannot be moved to another destination even if the nonce's binding changes.
+        moved = self.guard.digest_uri_mismatch()
+        if moved is not None:
+            log_info(f"auth: {pv('$rm')} from {user} at {pv('$si')}: digest uri {moved!r} "
+                     f"is not the R-URI {pv('$ou')!r}")
+            instrument.auth_failure("uri_mismatch")
             KSR.auth.auth_challenge(realm, 1)
             return None
         claimed = pv(identity_pv)

@@ -15,12 +15,33 @@ from tools.ports import free_port
 MODULES = "/usr/lib/baresip/modules"
 
 
+def sip_port_pair() -> int:
+    """A port P free for UDP and TCP whose P+1 is free for TCP too. baresip 1.0 always opens
+    UDP and TCP on its sip_listen port and SIP/TLS on the port after it (its main() calls
+    ua_init(..., udp=true, tcp=true, tls=true); no setting turns a transport off), so P+1
+    must not belong to another test's stack: checked here, then held by baresip."""
+    for _ in range(200):
+        port = free_port()
+        if port >= 65535:
+            continue
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free pair of loopback ports for baresip")
+
+
 class Baresip:
     def __init__(self, proxy: tuple[str, int], number: str, password: str, workdir: Path):
         self.number = number
         self.dir = workdir / f"baresip-{number}"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.sip_port, self.cons_port = free_port(), free_port()
+        self.sip_port = sip_port_pair()
+        self.cons_port = free_port()
+        while self.cons_port in (self.sip_port, self.sip_port + 1):
+            self.cons_port = free_port()
         self.rtp_base = 40000 + (self.sip_port % 200) * 10
         host, port = proxy
         (self.dir / "config").write_text("\n".join([

@@ -168,3 +168,53 @@ def test_credentials_for_another_realm_are_challenged(proxy):
     assert reply is not None and reply.status == 401, reply and reply.text
     assert contacts(proxy, number) == []
     phone.close()
+
+
+def test_digest_uri_must_name_the_register_request_uri(proxy):
+    """A correct digest for another uri= (here the phone's AOR) on this REGISTER's R-URI:
+    the nonce's own binding is satisfied (the challenge was for this R-URI), so only the
+    uri= check refuses it. The phone's own correct REGISTER right after works."""
+    number, password = proxy.subscriber()
+    phone = Client(proxy.address)
+    ruri = f"sip:{proxy.address[0]}:{proxy.address[1]}"
+    call_id = uuid.uuid4().hex
+    first = phone.request(request("REGISTER", ruri, phone, number, call_id=call_id, extra="Expires: 60"))
+    assert first is not None and first.status == 401, first and first.text
+    elsewhere = f"sip:{number}@{proxy.address[0]}:{proxy.address[1]}"
+    auth = digest("REGISTER", elsewhere, number, password, first.header("WWW-Authenticate"), "Authorization")
+    got = phone.request(request("REGISTER", ruri, phone, number, call_id=call_id, cseq=2,
+                                extra=f"Expires: 60\r\n{auth}"))
+    assert got is not None and got.status == 401, got and got.text
+    assert contacts(proxy, number) == []
+    assert "is not the R-URI" in proxy.stack.kamailio.log.read_text(errors="replace")
+    # what phones send (uri= is the R-URI) is accepted; variants: tests/unit/test_edge.py
+    reply, _ = register(proxy, phone, number, password)
+    assert reply.status == 200, reply.text
+    phone.close()
+
+
+def test_digest_uri_must_name_the_invite_request_uri(proxy):
+    """An INVITE toward b whose credentials were computed for uri=c (another phone) or a trunk
+    number is challenged again and reaches nobody; computed for b's R-URI it goes through."""
+    caller, cpw = proxy.subscriber()
+    b, bpw = proxy.subscriber()
+    c, cpw2 = proxy.subscriber()
+    callee = proxy.phone(b, bpw, "reject", code=486, calls=5)
+    other = proxy.phone(c, cpw2, "reject", code=486, calls=5)
+    phone = Client(proxy.address)
+    host = f"{proxy.address[0]}:{proxy.address[1]}"
+    ruri = f"sip:{b}@{host}"
+    for moved in (f"sip:{c}@{host}", f"sip:00491701234567@{host}", f"sip:{host}"):
+        call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
+        first = phone.request(request("INVITE", ruri, phone, caller, b, call_id=call_id, tag=tag, body=SDP))
+        assert first is not None and first.status == 407, first and first.text
+        auth = digest("INVITE", moved, caller, cpw, first.header("Proxy-Authenticate"), "Proxy-Authorization")
+        got = phone.request(request("INVITE", ruri, phone, caller, b, call_id=call_id, cseq=2, tag=tag,
+                                    extra=auth, body=SDP), timeout=8)
+        assert got is not None and got.status == 407, explain(got and got.text, proxy.logs())
+    assert callee.invites() == [] and other.invites() == [], "an INVITE with a moved uri= was routed"
+    # the same INVITE with uri= as phones send it (the R-URI) is routed
+    reply, _ = invite(proxy, phone, caller, cpw, b)
+    assert reply is not None and reply.status == 486, explain(reply and reply.text, proxy.logs())
+    assert len(callee.invites()) == 1
+    phone.close()

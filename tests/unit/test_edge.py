@@ -155,3 +155,29 @@ def test_parse_tcp_list():
     assert edge.parse_tcp_list(rows) == [(1, "192.0.2.5")]
     assert edge.parse_tcp_list({"id": 2, "src_ip": "192.0.2.6"}) == [(2, "192.0.2.6")]
     assert edge.parse_tcp_list(None) == []
+
+
+@pytest.mark.parametrize("digest_uri, ruri, expected", [
+    ("sip:100@192.0.2.1", "sip:100@192.0.2.1", True),
+    ("sip:192.0.2.1:5070", "sip:192.0.2.1:5070", True),                 # REGISTER
+    ("SIP:100@Proxy.Example.COM", "sip:100@proxy.example.com", True),   # case of scheme and host
+    ("sip:100@192.0.2.1:5060", "sip:100@192.0.2.1", True),              # default port written
+    ("sips:100@192.0.2.1", "sips:100@192.0.2.1:5061", True),
+    ("sip:100@192.0.2.1;transport=udp", "sip:100@192.0.2.1", True),     # parameters ignored
+    ("sip:+4930123@192.0.2.1;user=phone", "sip:+4930123@192.0.2.1", True),
+    ("sip:%31%30%30@192.0.2.1", "sip:100@192.0.2.1", True),             # escaped user
+    ("sip:100@[2001:db8::1]:5060", "sip:100@[2001:DB8::1]", True),
+    ("sip:100@192.0.2.1", "sip:101@192.0.2.1", False),                  # another number
+    ("sip:100@192.0.2.1", "sip:0049301234@192.0.2.1", False),           # moved to a trunk number
+    ("sip:192.0.2.1", "sip:100@192.0.2.1", False),                      # user left out
+    ("sip:100@192.0.2.1", "sip:100@192.0.2.2", False),                  # another host
+    ("sip:100@192.0.2.1:5070", "sip:100@192.0.2.1", False),             # another port
+    ("sips:100@192.0.2.1", "sip:100@192.0.2.1", False),                 # another scheme
+    ("sip:ABC@192.0.2.1", "sip:abc@192.0.2.1", False),                  # users are case-sensitive
+    ("", "sip:100@192.0.2.1", False),
+    ("*", "sip:100@192.0.2.1", False),
+    ("tel:100", "tel:100", False),                                       # not a SIP URI at all
+    ("sip:100@192.0.2.1", "", False),
+])
+def test_digest_uri_matches(digest_uri, ruri, expected):
+    assert edge.digest_uri_matches(digest_uri, ruri) is expected
