@@ -158,14 +158,25 @@ def _uri_key(uri: str) -> tuple[str, str, str, int] | None:
     return scheme, user, host.strip("[]"), int(port) if port else default
 
 
-def digest_uri_matches(digest_uri: str, request_uri: str) -> bool:
+def digest_uri_matches(digest_uri: str, request_uri: str, own: tuple[str, int] | None = None) -> bool:
     """Do the credentials' `uri=` and the request's R-URI (as received) name the same
     resource (RFC 3261 22.4, RFC 2617 3.2.2.5)? A header computed for one R-URI is then
     worth nothing on another, whatever the nonce is bound to. What phones really send is
     allowed: another case in scheme or host, the default port written or left out, URI
-    parameters (transport, user=phone) and headers present on one side only."""
+    parameters (transport, user=phone) and headers present on one side only.
+
+    One more form is accepted: the proxy's own address without a user (`sip:proxy:port`,
+    `own`), which SIPp puts in every request's credentials. Such a header names no
+    destination; the nonce's binding to the challenged R-URI is what keeps it from being
+    moved (kamailio.cfg auth_checks_*)."""
     a, b = _uri_key(digest_uri), _uri_key(request_uri)
-    return a is not None and a == b
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    if own is None or a[1] or a[0] != b[0]:
+        return False
+    return (a[2], a[3]) == (own[0].lower(), own[1])
 
 
 # ------------------------------------------------------------------ guessing

@@ -70,7 +70,7 @@ class Guard:
             return False
         port = int(pv("$sp") or 0)
         if (ip not in self.exempt and (ip, port) not in self.trusted_sockets and not is_trunk(ip, port)
-                and KSR.pike.pike_check_req() < 0):
+                and not self.retransmission() and KSR.pike.pike_check_req() < 0):
             self.ban(ip, "flood")
             metrics.edge_dropped("flood")
             return False
@@ -101,6 +101,16 @@ class Guard:
             log_info(f"edge: removed preloaded Route from {method} from {ip}:{pv('$sp')}")
         return True
 
+    @staticmethod
+    def retransmission() -> bool:
+        """A request tm already holds a transaction for: a retransmission, or the ACK of a
+        negative final reply. It is not counted toward the flood limit: a phone retransmits
+        when the proxy is slow to answer (CPU contention, a hung rtpengine, a restart), and
+        counting that got the phones' own address banned for the proxy's slowness (issue 9:
+        the hung-rtpengine "stall" was a flood ban of the load generator's address). tm
+        answers a retransmission from the transaction (the last reply again)."""
+        return KSR.tm.t_lookup_request() > 0
+
     # ------------------------------------------------------------ REGISTER
 
     def self_contact(self) -> bool:
@@ -115,13 +125,12 @@ class Guard:
 
     # ------------------------------------------------------------ authentication
 
-    @staticmethod
-    def digest_uri_mismatch() -> str | None:
+    def digest_uri_mismatch(self) -> str | None:
         """The credentials' `uri=` when it names another resource than the R-URI the
         request arrived with ($ou: before any rewriting), else None. Checked after the
         digest itself, so it tells nobody whether a number exists."""
         digest_uri, ruri = pv("$adu") or "", pv("$ou") or ""
-        if edge.digest_uri_matches(digest_uri, ruri):
+        if edge.digest_uri_matches(digest_uri, ruri, self.own):
             return None
         metrics.edge_refused("digest_uri")
         return digest_uri

@@ -181,3 +181,16 @@ def test_parse_tcp_list():
 ])
 def test_digest_uri_matches(digest_uri, ruri, expected):
     assert edge.digest_uri_matches(digest_uri, ruri) is expected
+
+
+@pytest.mark.parametrize("digest_uri, ruri, expected", [
+    ("sip:192.0.2.1:5070", "sip:100@192.0.2.1:5070", True),       # SIPp: the proxy's address
+    ("sip:192.0.2.1:5070", "sip:0049301234@192.0.2.1:5070", True),  # names no destination
+    ("sip:192.0.2.9:5070", "sip:100@192.0.2.1:5070", False),      # another host
+    ("sip:192.0.2.1", "sip:100@192.0.2.1:5070", False),           # another port (5060)
+    ("sip:101@192.0.2.1:5070", "sip:100@192.0.2.1:5070", False),  # another number still refused
+    ("sips:192.0.2.1:5070", "sip:100@192.0.2.1:5070", False),
+])
+def test_digest_uri_of_the_proxy_itself(digest_uri, ruri, expected):
+    assert edge.digest_uri_matches(digest_uri, ruri, ("192.0.2.1", 5070)) is expected
+
