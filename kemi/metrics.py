@@ -181,6 +181,19 @@ def restart_family(restarts: dict[str, int]):
     return family
 
 
+def media_gate_families(state: dict[str, int] | None) -> list:
+    """faults: the launcher's media gate (tools/stack.py MediaGate; None before its first check)."""
+    from prometheus_client.core import CounterMetricFamily
+    if state is None:
+        return []
+    switch_offs = CounterMetricFamily(f"{PREFIX}_media_gate_switch_offs", "Times the media gate switched "
+                                      "Kamailio's rtpengine off because rtpengine stopped answering NG pings")
+    switch_offs.add_metric([], float(state["switch_offs"]))
+    return [GaugeMetricFamily(f"{PREFIX}_media_anchoring", "1 while rtpengine anchors media, 0 while the "
+                              "media gate has switched it off (calls connect with media end to end)",
+                              value=float(state["anchoring"])), switch_offs]
+
+
 def probe_families(values: dict[str, float | None]) -> list[GaugeMetricFamily]:
     """The exporter's own gauges from one scrape's probe results (None: not measured)."""
     out = []

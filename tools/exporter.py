@@ -95,10 +95,11 @@ class ProbeCollector:
         values["kamailio_up"] = 0.0 if stats is None else 1.0
         for key, stat in metrics.KAMAILIO_STATS.items():
             values[key] = (stats or {}).get(stat)
-        from tools.supervise import read_restarts
+        from tools.supervise import read_media_gate, read_restarts
         from kemi.kamailio_stats import families   # phones: every Kamailio statistic, Prometheus names
         return (metrics.probe_families(values) + families(stats or {})
-                + [metrics.restart_family(read_restarts(self.settings.var_dir))])
+                + [metrics.restart_family(read_restarts(self.settings.var_dir))]
+                + metrics.media_gate_families(read_media_gate(self.settings.var_dir)))   # faults
 
 
 def registry(settings: Settings, directory: Path, socket_path: Path):

@@ -547,6 +547,8 @@ class MediaGate:
         self.last_rpc = 0.0
         self.down_since = 0.0
         self.reconcile_at: list[float] = []
+        self.switch_offs = 0
+        self.published: bool | None = None   # the state last written for the exporter
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="media-gate", daemon=True)
 
@@ -594,6 +596,19 @@ class MediaGate:
         if self.healthy and self.reconcile_at and now >= self.reconcile_at[0]:
             self.reconcile_at.pop(0)
             self.reconcile()
+        self._publish()
+
+    def _publish(self) -> None:
+        """kemi_media_anchoring / kemi_media_gate_switch_offs_total (tools/supervise.py)."""
+        if self.published is self.healthy:
+            return
+        if not self.healthy:
+            self.switch_offs += 1
+        self.published = self.healthy
+        var_dir = getattr(self.stack.settings, "var_dir", None)
+        if var_dir:
+            from tools.supervise import write_media_gate
+            write_media_gate(var_dir, self.healthy, self.switch_offs)
 
     def reconcile(self) -> int:
         """Delete rtpengine sessions no Kamailio dialog knows (calls that failed or were

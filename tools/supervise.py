@@ -113,3 +113,33 @@ class Supervisor:
             os.replace(tmp, self.file)
         except OSError:
             pass
+
+
+# ------------------------------------------------------------------ the media gate's state
+# tools/stack.py MediaGate writes it on every switch; the exporter publishes it as
+# kemi_media_anchoring (1: rtpengine anchors media, 0: switched off by the gate) and
+# kemi_media_gate_switch_offs_total.
+
+def media_gate_file(var_dir: str) -> Path:
+    return Path(var_dir) / "run" / "media_gate.json"
+
+
+def write_media_gate(var_dir: str, anchoring: bool, switch_offs: int) -> None:
+    path = media_gate_file(var_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"anchoring": bool(anchoring), "switch_offs": int(switch_offs)}))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def read_media_gate(var_dir: str) -> dict[str, int] | None:
+    """{"anchoring": 0|1, "switch_offs": n}, or None before the gate's first check."""
+    try:
+        data = json.loads(media_gate_file(var_dir).read_text())
+        return {"anchoring": int(bool(data["anchoring"])), "switch_offs": int(data["switch_offs"])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+

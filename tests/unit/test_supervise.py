@@ -117,3 +117,33 @@ def test_workers_read_the_snapshot_file_only_when_it_was_replaced(tmp_path):
     assert cache.get() == two
     path.unlink()
     assert cache.get() == two                            # so does a missing one
+
+
+def test_media_gate_publishes_its_state_for_the_exporter(tmp_path):
+    from kemi import metrics
+    from tools.stack import MediaGate
+    from tools.supervise import read_media_gate
+
+    class Stack:
+        class settings:
+            rtpengine_ng = "127.0.0.1:9"
+            var_dir = str(tmp_path)
+    gate = MediaGate(Stack, log=lambda m: None)
+    gate._switch = lambda on: setattr(gate, "last_rpc", 1e18)
+    gate.reconcile = lambda: 0
+    assert read_media_gate(str(tmp_path)) is None and metrics.media_gate_families(None) == []
+    gate.check(True)
+    assert read_media_gate(str(tmp_path)) == {"anchoring": 1, "switch_offs": 0}
+    gate.check(False)
+    gate.check(False)
+    assert read_media_gate(str(tmp_path)) == {"anchoring": 0, "switch_offs": 1}
+    gate.check(True)
+    gate.check(False)
+    gate.check(False)
+    gate.check(True)
+    state = read_media_gate(str(tmp_path))
+    assert state == {"anchoring": 1, "switch_offs": 2}
+    samples = {s.name: s.value for f in metrics.media_gate_families(state) for s in f.samples}
+    assert samples == {"kemi_media_anchoring": 1.0, "kemi_media_gate_switch_offs_total": 2.0}
+    (tmp_path / "run" / "media_gate.json").write_text("{broken")
+    assert read_media_gate(str(tmp_path)) is None
