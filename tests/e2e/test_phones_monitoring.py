@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.e2e.helpers import explain
+from tests.e2e.helpers import explain, wait_until
 from tests.e2e.test_monitoring import exporter_samples, total
 
 
@@ -44,9 +44,13 @@ def test_kamailio_sip_statistics_and_same_call_asr(proxy):
     # modules' calls on this stack only add to these)
     assert new("kamailio_sip_requests_received_total", method="INVITE") >= 4
     assert new("kamailio_sip_requests_received_total", method="BYE") >= 1
-    assert new("kamailio_sip_replies_sent_total", **{"class": "4xx"}) >= 3      # 407, 407, 486
+    assert new("kamailio_sip_replies_sent_total", **{"class": "4xx"}) >= 2      # 407, 407
+    assert new("kamailio_sip_replies_received_total", **{"class": "4xx"}) >= 1  # the busy member's 486
     assert new("kamailio_sip_replies_received_total", **{"class": "2xx"}) >= 2  # 200 INVITE, 200 BYE
-    assert new("kamailio_tm_transactions_total", side="UAS") >= 2
+    # tmx computes its transaction totals at most once a second per process (a cached sum):
+    # scrape again until they include these calls
+    wait_until(lambda: total(exporter_samples(url), "kamailio_tm_transactions_total", side="UAS")
+               - total(before, "kamailio_tm_transactions_total", side="UAS") >= 2, timeout=15)
     assert total(after, "kamailio_shm_bytes", kind="real_used") > 0
     assert "kamailio_tcp_connections_open{}" in after
     # nobody watches these numbers: their calls cost no BLF PUBLISH (no presentity for them)

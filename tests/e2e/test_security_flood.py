@@ -4,6 +4,7 @@ touches the phones of the other tests (127.0.0.1). Every loop is bounded."""
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 
@@ -174,3 +175,38 @@ def test_kemictl_ban_refuses_bad_input(proxy):
         out = proxy.kemictl("ban", "remove", target, check=False)
         assert out.returncode == 2, explain(out.stdout, out.stderr)
         assert "field 'target'" in out.stderr and rule in out.stderr, out.stderr
+
+
+def test_retransmissions_do_not_count_as_a_flood(proxy):
+    """A phone retransmits when the proxy is slow to answer; the retransmissions of a request
+    tm holds a transaction for are answered from it and not counted by the flood limit (the
+    cause of issue 9's "stalled workers": SIPp's own address banned). 3 x the limit of one
+    request, retransmitted, bans nobody; distinct requests do (test above)."""
+    ip = f"127.0.0.{next(_ips)}"
+    caller, cpw = proxy.subscriber()
+    b, bpw = proxy.subscriber()
+    callee = proxy.phone(b, bpw, "noanswer")
+    phone = Client(proxy.address, ip=ip)
+    call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
+    target = ruri(proxy, b)
+    first = phone.request(request("INVITE", target, phone, caller, b, call_id=call_id, tag=tag, body=SDP))
+    assert first is not None and first.status == 407, first and first.text
+    auth = digest("INVITE", target, caller, cpw, first.header("Proxy-Authenticate"), "Proxy-Authorization")
+    invite = request("INVITE", target, phone, caller, b, call_id=call_id, cseq=2, tag=tag, extra=auth, body=SDP)
+    phone.send(invite)
+    wait_until(lambda: len(callee.invites()) == 1, timeout=15)      # relayed: tm holds it now
+    bans = metric(proxy, "kemi_edge_bans_total", reason="flood")
+    for _ in range(3 * proxy.settings.flood_requests):
+        phone.send(invite)                                          # the same request again
+    probe = Client(proxy.address, ip=ip)
+    got = probe.request(request("OPTIONS", ruri(proxy), probe, "1"), timeout=5)
+    assert got is not None and got.status == 200, got and got.text
+    assert ip not in banned(proxy)
+    assert metric(proxy, "kemi_edge_bans_total", reason="flood") == bans
+    assert len(callee.invites()) == 1, "a retransmission was routed again"
+    # end the call: CANCEL with the INVITE's branch
+    branch = re.search(rb"branch=([^;\r\n]+)", invite).group(1).decode()
+    cancel = request("CANCEL", target, phone, caller, b, call_id=call_id, cseq=2, tag=tag)
+    phone.send(re.sub(rb"branch=[^;\r\n]+", f"branch={branch}".encode(), cancel, count=1))
+    probe.close()
+    phone.close()
