@@ -58,7 +58,8 @@ def replay(proxy, client: Client, method: str, ruri: str, number: str, to_user: 
 def contacts(proxy, number: str) -> list[str]:
     """The number's contacts as Kamailio routes to them (usrloc in shared memory; the table
     follows within kamailio.cfg's USRLOC_FLUSH seconds)."""
-    return re.findall(r"Address:\s*(\S+)", proxy.stack.kamailio.rpc("ul.lookup", "location", number))
+    # "s:": kamcmd would pass a number as an integer; the AOR is a string
+    return re.findall(r"Address:\s*(\S+)", proxy.stack.kamailio.rpc("ul.lookup", "location", f"s:{number}"))
 
 
 def test_replayed_register_header_is_challenged_again(proxy):
@@ -190,6 +191,7 @@ def test_digest_uri_must_name_the_register_request_uri(proxy):
     # what phones send (uri= is the R-URI) is accepted; variants: tests/unit/test_edge.py
     reply, _ = register(proxy, phone, number, password)
     assert reply.status == 200, reply.text
+    assert contacts(proxy, number) == [f"sip:{number}@127.0.0.1:{phone.port}"]
     phone.close()
 
 
