@@ -108,7 +108,15 @@ class Guard:
         when the proxy is slow to answer (CPU contention, a hung rtpengine, a restart), and
         counting that got the phones' own address banned for the proxy's slowness (issue 9:
         the hung-rtpengine "stall" was a flood ban of the load generator's address). tm
-        answers a retransmission from the transaction (the last reply again)."""
+        answers a retransmission from the transaction (the last reply again).
+
+        Initial requests only, not ACK or CANCEL: their route checks the transaction itself
+        (t_precheck_trans / t_check_trans reuse this lookup). An in-dialog request goes
+        straight to t_relay(), which must do its own lookup: a transaction found here first
+        makes it refuse ("transaction already in process"), and end-to-end ACKs were lost
+        that way."""
+        if pv("$rm") in ("ACK", "CANCEL") or KSR.siputils.has_totag() > 0:
+            return False
         return KSR.tm.t_lookup_request() > 0
 
     # ------------------------------------------------------------ REGISTER

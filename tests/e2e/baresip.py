@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import socket
 import struct
 import wave
 import subprocess
 from pathlib import Path
-
-from tools.ports import free_port
 
 MODULES = "/usr/lib/baresip/modules"
 
@@ -18,19 +17,23 @@ MODULES = "/usr/lib/baresip/modules"
 def sip_port_pair() -> int:
     """A port P free for UDP and TCP whose P+1 is free for TCP too. baresip 1.0 always opens
     UDP and TCP on its sip_listen port and SIP/TLS on the port after it (its main() calls
-    ua_init(..., udp=true, tcp=true, tls=true); no setting turns a transport off), so P+1
-    must not belong to another test's stack: checked here, then held by baresip."""
-    for _ in range(200):
-        port = free_port()
-        if port >= 65535:
-            continue
+    ua_init(..., udp=true, tcp=true, tls=true); no setting turns a transport off). The pair
+    comes from 29000-32767: below the kernel's ephemeral range (32768-60999), where outgoing
+    connections of every other process on the machine take ports at any moment (one took a
+    P+1 between this check and baresip's bind), and above SIPp's media ports (20000-28999)."""
+    for _ in range(500):
+        port = random.randrange(29000, 32766)
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind(("127.0.0.1", port + 1))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tls:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+                tls.bind(("127.0.0.1", port + 1))
             return port
         except OSError:
             continue
-    raise RuntimeError("no free pair of loopback ports for baresip")
+    raise RuntimeError("no free pair of loopback ports for baresip in 29000-32767")
 
 
 class Baresip:
@@ -39,9 +42,9 @@ class Baresip:
         self.dir = workdir / f"baresip-{number}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sip_port = sip_port_pair()
-        self.cons_port = free_port()
-        while self.cons_port in (self.sip_port, self.sip_port + 1):
-            self.cons_port = free_port()
+        self.cons_port = sip_port_pair()     # ctrl_tcp: out of the ephemeral range as well
+        while self.cons_port in (self.sip_port - 1, self.sip_port, self.sip_port + 1):
+            self.cons_port = sip_port_pair()
         self.rtp_base = 40000 + (self.sip_port % 200) * 10
         host, port = proxy
         (self.dir / "config").write_text("\n".join([
