@@ -1,12 +1,13 @@
 """kemictl returns when its change is live: it waits (at most TIMEOUT s) until the running
-stack's directory loader wrote a snapshot whose load began after the commit (the snapshot
-file's modification time is that moment, kemi/store.py). Without a running stack on this
+stack's directory loader applied a change whose reading began after the commit (a snapshot
+written, or subscriber keys set in Kamailio's shared memory): var/run/directory.applied's
+modification time is that moment (kemi/store.py, tools/directory_loader.py). Without a running stack on this
 var dir there is nothing to wait for; a loader that does not follow gets a note, not an error."""
 from __future__ import annotations
 
 import time
 
-from kemi.store import snapshot_path
+from kemi.store import applied_path
 
 TIMEOUT = 5.0
 READ_ONLY = {"list", "show", "export"}
@@ -17,7 +18,7 @@ def changes_routing(area: str, action: str | None) -> bool:
 
 
 def wait_until_live(var_dir: str, committed_ns: int, timeout: float = TIMEOUT) -> bool:
-    path = snapshot_path(var_dir)
+    path = applied_path(var_dir)
     deadline = time.monotonic() + timeout
     while True:
         try:

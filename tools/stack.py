@@ -322,7 +322,9 @@ class Kamailio(Process):
                 "-A", f'BAN_TABLE="ban=>size=10;autoexpire={s.ban_seconds};"',
                 "-A", f'AUTHFAIL_TABLE="authfail=>size=10;autoexpire={s.auth_failure_window};"',
                 "-A", f'LOCKOUT_TABLE="lockout=>size=10;autoexpire={s.lockout_seconds};"',
-                "-A", f"NONCE_EXPIRE={s.nonce_expire}", "-A", f"TCP_MAX_CONNECTIONS={s.tcp_max_connections}"]
+                "-A", f"NONCE_EXPIRE={s.nonce_expire}", "-A", f"TCP_MAX_CONNECTIONS={s.tcp_max_connections}",
+                # scale: the shared-memory subscriber table (kemi/subscribers.py)
+                "-A", f'SUBSCRIBER_TABLE="subs=>size={s.subscriber_slots_log2};dbtable=kemi_subscriber_htable;"']
 
     @property
     def ctl_socket(self) -> Path:

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from kemi.directory import Directory
-from kemi.store import snapshot_path, write_snapshot
+from kemi.store import applied_path, mark_applied
 from provision.live import changes_routing, wait_until_live
 
 
@@ -19,13 +18,13 @@ def test_which_commands_wait(area, action, waits):
     assert changes_routing(area, action) is waits
 
 
-def test_waits_for_a_snapshot_loaded_after_the_commit(tmp_path):
-    path = snapshot_path(str(tmp_path))
+def test_waits_for_a_change_applied_after_the_commit(tmp_path):
+    path = applied_path(str(tmp_path))
     path.parent.mkdir(parents=True)
     before = time.time_ns()
-    write_snapshot(path, Directory(), loaded_since_ns=before - 1_000_000)   # began before: not enough
+    mark_applied(path, before - 1_000_000)   # its reading began before the commit: not enough
     assert wait_until_live(str(tmp_path), before, timeout=0.1) is False
-    write_snapshot(path, Directory(), loaded_since_ns=before + 1)
+    mark_applied(path, before + 1)
     assert wait_until_live(str(tmp_path), before, timeout=0.1) is True
     assert os.stat(path).st_mtime_ns == before + 1
 
