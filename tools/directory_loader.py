@@ -42,6 +42,7 @@ from kemi.config import Settings
 from kemi import names
 from kemi.store import (CHANNEL, applied_path, load_snapshot, mark_applied, snapshot_path, subscriber_rows,
                         write_snapshot)
+from provision.live import TOKEN, synced_dir
 from tools.kamailio_rpc import KamailioRpc, RpcError
 
 RETRY = 1.0      # seconds between attempts while the database is away
@@ -80,6 +81,8 @@ class Loader:
         self.path = snapshot_path(settings.var_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.applied = applied_path(settings.var_dir)
+        self.synced = synced_dir(settings.var_dir)
+        self.synced.mkdir(parents=True, exist_ok=True)
         self.conn: psycopg.Connection | None = None
         self.failing_since: float | None = None
         self.rpc = KamailioRpc.for_var_dir(settings.var_dir)
@@ -175,7 +178,8 @@ class Loader:
     def apply(self, payloads: set[str]) -> None:
         since = time.time_ns()     # before any reading: what kemictl committed earlier is included
         numbers = {p.split(":", 1)[1] for p in payloads if p.startswith(SUBSCRIBER + ":")}
-        small = {p for p in payloads if not p.startswith(SUBSCRIBER)}
+        tokens = {p[5:] for p in payloads if p.startswith("sync:") and TOKEN.match(p[5:])}
+        small = {p for p in payloads if not p.startswith((SUBSCRIBER, "sync:"))}
         if small:
             self.load(since)
         if SUBSCRIBER in payloads:
@@ -185,6 +189,8 @@ class Loader:
             applied = self.apply_subscribers(numbers) if numbers else True
         if applied:
             mark_applied(self.applied, since)
+            for token in tokens:    # kemictl waits for these (provision/live.py)
+                (self.synced / token).touch()
 
     def drop(self, err: Exception) -> None:
         if self.failing_since is None:
