@@ -87,6 +87,7 @@ class Loader:
         self.failing_since: float | None = None
         self.rpc = KamailioRpc.for_var_dir(settings.var_dir)
         self.kamailio: str | None = None   # start time of the Kamailio whose table is current
+        self.pending: set[str] = set()     # notification payloads not applied yet
 
     def connect(self) -> None:
         with deadline():
@@ -94,6 +95,8 @@ class Loader:
                                    keepalives=1, keepalives_idle=5, keepalives_interval=2,
                                    keepalives_count=2, tcp_user_timeout=DEADLINE * 1000)
             conn.execute(f"LISTEN {CHANNEL}")
+            # notifications that arrive while a query runs are taken by psycopg: keep them
+            conn.add_notify_handler(lambda note: self.pending.add(note.payload))
         self.conn = conn
         if self.failing_since is not None:
             log(f"database back after {time.monotonic() - self.failing_since:.1f} s")
@@ -145,11 +148,11 @@ class Loader:
                 if number in rows:
                     self.rpc.call("htable.sets", names.SUBSCRIBER_TABLE, number, rows[number])
                 else:
-                    self.rpc.call("htable.delete", names.SUBSCRIBER_TABLE, number)
+                    self.delete(number)
         except RpcError as err:
-            log(f"subscriber change not applied, resync when Kamailio answers: {err}")
+            log(f"subscriber change not applied key by key, resynchronising instead: {err}")
             self.kamailio = None
-            return False
+            return self.sync_kamailio()   # the reload reads after the change: it includes it
         log(f"{len(numbers)} subscriber key(s) applied in {(time.monotonic() - started) * 1000:.1f} ms")
         return True
 
@@ -158,22 +161,30 @@ class Loader:
         if self.conn is None:
             self.connect()
             return
-        readable, _, _ = select.select([self.conn.fileno()], [], [], PING if self.kamailio else KAMAILIO_WAIT)
-        if readable:
-            payloads: set[str] = set()
+        wait = 0 if self.pending else PING if self.kamailio else KAMAILIO_WAIT
+        readable, _, _ = select.select([self.conn.fileno()], [], [], wait)
+        if readable or self.pending:
             with deadline():
                 pgconn = self.conn.pgconn
                 pgconn.consume_input()
                 while (note := pgconn.notifies()) is not None:
-                    payloads.add(note.extra.decode(errors="replace"))
+                    self.pending.add(note.extra.decode(errors="replace"))
                 if pgconn.status != psycopg.pq.ConnStatus.OK:
                     raise psycopg.OperationalError("connection closed by the server")
+            payloads, self.pending = self.pending, set()
             if payloads:
                 self.apply(payloads)
         else:
             with deadline():
                 self.conn.execute("SELECT 1")
             self.sync_kamailio()    # a restarted Kamailio, or one that is back
+
+    def delete(self, number: str) -> None:
+        try:
+            self.rpc.call("htable.delete", names.SUBSCRIBER_TABLE, number)
+        except RpcError as err:
+            if err.code != 404:    # 404: not there, which is what we want
+                raise
 
     def apply(self, payloads: set[str]) -> None:
         since = time.time_ns()     # before any reading: what kemictl committed earlier is included

@@ -20,7 +20,12 @@ from typing import Any
 
 
 class RpcError(Exception):
-    """Kamailio did not answer (not running, FIFO missing, timeout) or answered an error."""
+    """Kamailio did not answer (not running, FIFO missing, timeout) or answered an error
+    (`code`: the JSON-RPC error code, e.g. 404 for a missing htable key; None: no answer)."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code
 
 
 class KamailioRpc:
@@ -100,5 +105,6 @@ class KamailioRpc:
                 buf = b""    # an answer to an older, timed-out request
                 continue
             if "error" in answer:
-                raise RpcError(f"{method}: {answer['error']}")
+                error = answer["error"] if isinstance(answer["error"], dict) else {}
+                raise RpcError(f"{method}: {answer['error']}", error.get("code"))
             return answer.get("result")
