@@ -27,8 +27,7 @@ from pathlib import Path
 import pytest
 
 from kemi.config import Settings
-from kemi.directory import Directory
-from kemi.store import DirectoryCache, snapshot_path
+from kemi.subscribers import SharedSubscribers   # scale: subscribers in Kamailio's shared memory
 from tests.e2e import sipp
 from tests.e2e.conftest import Proxy
 from tests.e2e.helpers import explain, wait_until
@@ -238,8 +237,8 @@ def test_database_dropping_packets_never_blocks_calls(faulty):
     faulty.phone(b, pb, calls=10000)   # the callee answers every call of the load
     n, pn = faulty.subscriber()
     newcomer = faulty.phone(n, pn, register=False)
-    snapshot = DirectoryCache(path=snapshot_path(faulty.settings.var_dir))
-    wait_until(lambda: n in (snapshot.get() or Directory()).subscribers)   # the loader has it
+    shared = SharedSubscribers(lambda key: shared_value(faulty, key))
+    wait_until(lambda: n in shared)   # the loader has it (in Kamailio's shared memory)
     faulty.relay.dropping = True      # from now on the database hears and answers nothing
     try:
         load = Load(faulty, a, pa, b, count=20 * RATE)
@@ -269,6 +268,15 @@ def test_database_dropping_packets_never_blocks_calls(faulty):
     faulty.kemictl("subscriber", "disable", b)
     call = faulty.call(a, pa, b, expect=480)
     assert call.proc.returncode == 0, explain(call, faulty.logs())
+
+
+def shared_value(proxy, key: str) -> str | None:
+    """scale: one key of Kamailio's shared subscriber table (kemi/subscribers.py)."""
+    from tools.kamailio_rpc import KamailioRpc, RpcError
+    try:
+        return KamailioRpc.for_var_dir(proxy.settings.var_dir).call("htable.get", "subs", key)["item"]["value"]
+    except RpcError:
+        return None
 
 
 def rtpengine_calls(proxy) -> list[str]:
