@@ -88,6 +88,9 @@ class Loader:
         self.rpc = KamailioRpc.for_var_dir(settings.var_dir)
         self.kamailio: str | None = None   # start time of the Kamailio whose table is current
         self.pending: set[str] = set()     # notification payloads not applied yet
+        self.unapplied: set[str] = set()   # subscriber keys Kamailio may not have yet
+        self.need_full = True              # notifications may have been missed: reload all
+        self.listen_since: float | None = None   # wall clock when LISTEN began
 
     def connect(self) -> None:
         with deadline():
@@ -103,8 +106,9 @@ class Loader:
             self.failing_since = None
         # notifications sent while away are lost: always load afresh, and resync subscribers
         since = time.time_ns()
+        self.listen_since = since / 1e9
         self.load(since)
-        self.kamailio = None
+        self.kamailio, self.need_full = None, True
         if self.sync_kamailio():
             mark_applied(self.applied, since)
 
@@ -116,43 +120,65 @@ class Loader:
         log(f"snapshot written in {(time.monotonic() - started) * 1000:.1f} ms")
 
     def sync_kamailio(self) -> bool:
-        """True when Kamailio runs and its subscriber table is current (reloaded now if this
-        Kamailio is new to us); False when Kamailio cannot be reached (retried soon)."""
+        """True when Kamailio runs and its subscriber table is current; False when Kamailio
+        cannot be reached (retried soon). A Kamailio new to us is brought up to date:
+        - if it started after this loader began listening (a restart, or the stack's first
+          start), its own load at start-up read everything committed before, and this loader
+          heard everything after: only the keys not applied since are set again;
+        - otherwise (this loader just (re)connected to the database and may have missed
+          notifications, or lost track of Kamailio) the whole table is reloaded."""
         try:
-            started = str((self.rpc.call("core.uptime") or {}).get("up_since"))
+            uptime = self.rpc.call("core.uptime") or {}
+            started = str(uptime.get("up_since"))
             if started != self.kamailio:
+                started_at = time.time() - float(uptime.get("uptime") or 0)
+                fresh = self.listen_since is not None and started_at > self.listen_since + 2   # 1 s resolution
                 begun = time.monotonic()
-                self.rpc.call("htable.reload", names.SUBSCRIBER_TABLE, timeout=RELOAD_TIMEOUT)
-                log(f"subscriber table resynchronised (htable.reload) in {(time.monotonic() - begun) * 1000:.0f} ms"
-                    f" for Kamailio started {started}")
+                if self.need_full or not fresh or len(self.unapplied) > RELOAD_ABOVE:
+                    self.rpc.call("htable.reload", names.SUBSCRIBER_TABLE, timeout=RELOAD_TIMEOUT)
+                    how = "reloaded (htable.reload)"
+                else:
+                    keys = set(self.unapplied)
+                    self.set_keys(keys)
+                    how = f"up to date after {len(keys)} key(s) set again"
+                log(f"subscriber table of the Kamailio started {started}: {how} in "
+                    f"{(time.monotonic() - begun) * 1000:.0f} ms")
+                self.unapplied.clear()
+                self.need_full = False
                 self.kamailio = started
             return True
         except RpcError as err:
             if self.kamailio is not None:
-                log(f"Kamailio unreachable, its subscriber table is resynchronised when it answers: {err}")
+                log(f"Kamailio unreachable, its subscriber table is brought up to date when it answers: {err}")
             self.kamailio = None
             return False
 
-    def apply_subscribers(self, numbers: set[str]) -> bool:
-        """Set or delete these keys in Kamailio's table; False if Kamailio is unreachable."""
-        started = time.monotonic()
-        if len(numbers) > RELOAD_ABOVE:
-            self.kamailio = None       # cheaper as one reload
-            return self.sync_kamailio()
+    def set_keys(self, numbers: set[str]) -> None:
+        """Set or delete each key as the database has it now (RpcError if Kamailio fails)."""
+        if not numbers:
+            return
         with deadline():
             rows = subscriber_rows(self.conn, sorted(numbers))
+        for number in sorted(numbers):
+            if number in rows:
+                self.rpc.call("htable.sets", names.SUBSCRIBER_TABLE, number, rows[number])
+            else:
+                self.delete(number)
+
+    def apply_subscribers(self, numbers: set[str]) -> bool:
+        """Set or delete these keys in Kamailio's table; False if Kamailio is unreachable
+        (they are then set when it answers again)."""
+        started = time.monotonic()
+        self.unapplied |= numbers
         if not self.sync_kamailio():
             return False
         try:
-            for number in sorted(numbers):
-                if number in rows:
-                    self.rpc.call("htable.sets", names.SUBSCRIBER_TABLE, number, rows[number])
-                else:
-                    self.delete(number)
+            self.set_keys(numbers)
         except RpcError as err:
-            log(f"subscriber change not applied key by key, resynchronising instead: {err}")
+            log(f"subscriber change not applied, Kamailio is brought up to date when it answers: {err}")
             self.kamailio = None
-            return self.sync_kamailio()   # the reload reads after the change: it includes it
+            return self.sync_kamailio()
+        self.unapplied -= numbers
         log(f"{len(numbers)} subscriber key(s) applied in {(time.monotonic() - started) * 1000:.1f} ms")
         return True
 
@@ -193,8 +219,8 @@ class Loader:
         small = {p for p in payloads if not p.startswith((SUBSCRIBER, "sync:"))}
         if small:
             self.load(since)
-        if SUBSCRIBER in payloads:
-            self.kamailio = None
+        if SUBSCRIBER in payloads or len(numbers) > RELOAD_ABOVE:   # TRUNCATE, or cheaper as one reload
+            self.kamailio, self.need_full = None, True
             applied = self.sync_kamailio()
         else:
             applied = self.apply_subscribers(numbers) if numbers else True
