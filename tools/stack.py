@@ -306,6 +306,11 @@ class Kamailio(Process):
     def exit_reason(self) -> str:
         return super().exit_reason() + " (Kamailio's main process exits when any child dies; see its log)"
 
+    def start(self, timeout: float = 300, inherit_output: bool | None = None) -> None:
+        # scale: Kamailio loads every subscriber into shared memory before it answers (a
+        # million rows take minutes on a loaded 2-core machine); a Kamailio that dies says so at once.
+        super().start(timeout, inherit_output)
+
     def command(self) -> list[str]:
         s = self.settings
         run_dir = Path(s.var_dir) / "run"
