@@ -169,16 +169,16 @@ class Loader:
         """Set or delete these keys in Kamailio's table; False if Kamailio is unreachable
         (they are then set when it answers again)."""
         started = time.monotonic()
-        self.unapplied |= numbers
         if not self.sync_kamailio():
+            self.unapplied |= numbers
             return False
         try:
             self.set_keys(numbers)
         except RpcError as err:
             log(f"subscriber change not applied, Kamailio is brought up to date when it answers: {err}")
+            self.unapplied |= numbers
             self.kamailio = None
             return self.sync_kamailio()
-        self.unapplied -= numbers
         log(f"{len(numbers)} subscriber key(s) applied in {(time.monotonic() - started) * 1000:.1f} ms")
         return True
 
