@@ -228,6 +228,18 @@ class Loader:
             mark_applied(self.applied, since)
             for token in tokens:    # kemictl waits for these (provision/live.py)
                 (self.synced / token).touch()
+            if tokens:
+                self.prune_tokens()
+
+    def prune_tokens(self, older_than: float = 60.0) -> None:
+        """Confirmations nobody collected (a kemictl that gave up) do not pile up."""
+        limit = time.time() - older_than
+        for path in self.synced.iterdir():
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except OSError:
+                pass
 
     def drop(self, err: Exception) -> None:
         if self.failing_since is None:
