@@ -89,7 +89,7 @@ class Loader:
         self.kamailio: str | None = None   # start time of the Kamailio whose table is current
         self.pending: set[str] = set()     # notification payloads not applied yet
         self.unapplied: set[str] = set()   # subscriber keys Kamailio may not have yet
-        self.need_full = True              # notifications may have been missed: reload all
+        self.need_full = False             # reload all whatever Kamailio's age (a TRUNCATE)
         self.listen_since: float | None = None   # wall clock when LISTEN began
 
     def connect(self) -> None:
@@ -108,7 +108,9 @@ class Loader:
         since = time.time_ns()
         self.listen_since = since / 1e9
         self.load(since)
-        self.kamailio, self.need_full = None, True
+        # A Kamailio that started before this LISTEN may lack what was committed meanwhile: it
+        # is reloaded whole; one that starts later loads everything itself (sync_kamailio).
+        self.kamailio = None
         if self.sync_kamailio():
             mark_applied(self.applied, since)
 

@@ -62,10 +62,17 @@ def test_a_kamailio_older_than_the_loader_is_reloaded_whole(loader):
     assert loader.sync_kamailio() and methods(kam) == []          # the same Kamailio: nothing
 
 
-def test_after_a_database_reconnection_the_table_is_reloaded(loader):
+def test_after_a_database_reconnection_a_running_kamailio_is_reloaded(loader):
     loader.rpc = kam = FakeKamailio(started_ago=10)
-    loader.need_full = True
+    assert loader.sync_kamailio() and methods(kam) == []           # started after the loader listened
+    loader.listen_since = time.time()        # the loader reconnected: it may have missed changes
+    loader.kamailio = None
     assert loader.sync_kamailio() and methods(kam) == ["htable.reload"]
+
+
+def test_a_kamailio_starting_after_the_loader_needs_no_reload(loader):
+    loader.rpc = kam = FakeKamailio(started_ago=0)
+    assert loader.sync_kamailio() and methods(kam) == []
 
 
 def test_a_change_is_one_key_and_a_removal_one_delete(loader):
