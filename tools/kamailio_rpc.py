@@ -15,8 +15,17 @@ import os
 import select
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
+
+
+def _remove(path: Path, fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    path.unlink(missing_ok=True)
 
 
 class RpcError(Exception):
@@ -48,20 +57,14 @@ class KamailioRpc:
             os.mkfifo(path, 0o600)
             # read-write: the FIFO never reports end-of-file between Kamailio's answers
             self._reply, self._reply_fd = path, os.open(path, os.O_RDWR | os.O_NONBLOCK)
+            # removed when this object goes away or the interpreter exits (SIGTERM included)
+            self._finalizer = weakref.finalize(self, _remove, path, self._reply_fd)
         return self._reply, self._reply_fd
 
     def close(self) -> None:
-        if self._reply_fd is not None:
-            os.close(self._reply_fd)
         if self._reply is not None:
-            self._reply.unlink(missing_ok=True)
+            self._finalizer()
         self._reply = self._reply_fd = None
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:
         reply, fd = self._reply_fifo()
