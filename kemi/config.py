@@ -41,6 +41,9 @@ class Settings:
     children: int = 4
     shm_mb: int = 256
     pkg_mb: int = 32
+    # scale: hash slots (as a power of two) of the shared-memory subscriber table; 16 = 65,536
+    # slots, fine up to a few hundred thousand subscribers; 20 for a million (README "Data path").
+    subscriber_slots_log2: int = 16
     # Where runtime state lives (database cluster, sockets, logs).
     var_dir: str = str(ROOT / "var")
     # edge: flood, guessing and replay protection (issue 9; README "Security").

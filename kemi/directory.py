@@ -1,11 +1,18 @@
 """What operators provisioned, as an immutable snapshot the routing core reads. Pure data.
 
 The data layer (kemi/store.py) builds one `Directory` from PostgreSQL and replaces it whole
-when a provisioning change is notified, so a call always sees one consistent version.
+when a provisioning change of the small tables is notified, so a call always sees one
+consistent version. Subscribers are the exception (scale, issue 11): `subscribers` is any
+read-only mapping; in a SIP worker it reads Kamailio's shared memory one key at a time
+(kemi/subscribers.py), in kemictl the database, and in the snapshot file it is empty.
+Per-call lookups (trunk by source address, outbound routes by prefix, groups of a member) use
+indexes built once per snapshot (`functools.cached_property`, so only on first use).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 TERMINATORS = frozenset({"0000", "00000"})
 
@@ -120,7 +127,7 @@ class Did:
 
 @dataclass(frozen=True)
 class Directory:
-    subscribers: dict[str, Subscriber] = field(default_factory=dict)
+    subscribers: Mapping[str, Subscriber] = field(default_factory=dict)
     groups: dict[int, HuntGroup] = field(default_factory=dict)
     members: dict[str, HuntMember] = field(default_factory=dict)
     services: dict[str, ServiceNumber] = field(default_factory=dict)
@@ -145,12 +152,50 @@ class Directory:
 
     def groups_of(self, number: str) -> set[tuple[str, str]]:
         """(kind, name) of every hunt group, ring-all group and queue `number` belongs to."""
-        out = set()
-        member = self.members.get(number)
-        if member and member.group_id in self.groups:
-            out.add(("hunt", self.groups[member.group_id].name))
-        out.update(("ringall", g.name) for g in self.ringall.values() if any(n == number for n, _ in g.members))
-        out.update(("queue", q.name) for q in self.queues.values() if any(a.number == number for a in q.agents))
+        return set(self.member_groups.get(number, ()))
+
+    # scale (issue 11): indexes, built once per snapshot on first use
+    @cached_property
+    def member_groups(self) -> dict[str, frozenset[tuple[str, str]]]:
+        """number -> (kind, name) of every hunt group, ring-all group and queue it is in."""
+        out: dict[str, set[tuple[str, str]]] = {}
+        for member in self.members.values():
+            if member.group_id in self.groups:
+                out.setdefault(member.number, set()).add(("hunt", self.groups[member.group_id].name))
+        for group in self.ringall.values():
+            for number, _ in group.members:
+                out.setdefault(number, set()).add(("ringall", group.name))
+        for queue in self.queues.values():
+            for agent in queue.agents:
+                out.setdefault(agent.number, set()).add(("queue", queue.name))
+        return {n: frozenset(g) for n, g in out.items()}
+
+    @cached_property
+    def trunk_sources(self) -> dict[str, tuple[tuple[int | None, Trunk], ...]]:
+        """source IP -> (port or None: any, trunk) of the active trunks, in trunk order."""
+        out: dict[str, list[tuple[int | None, Trunk]]] = {}
+        for trunk in self.trunks.values():
+            if trunk.active:
+                for address, port in trunk.addresses:
+                    out.setdefault(address, []).append((port, trunk))
+        return {ip: tuple(entries) for ip, entries in out.items()}
+
+    @cached_property
+    def route_index(self) -> tuple[tuple[int, ...], dict[str, tuple[TrunkRoute, ...]]]:
+        """(prefix lengths, longest first; prefix -> its routes by priority, trunk id)."""
+        by_prefix: dict[str, list[TrunkRoute]] = {}
+        for route in self.routes:
+            by_prefix.setdefault(route.prefix, []).append(route)
+        index = {p: tuple(sorted(rs, key=lambda r: (r.priority, r.trunk_id))) for p, rs in by_prefix.items()}
+        return tuple(sorted({len(p) for p in index}, reverse=True)), index
+
+    def routes_for(self, number: str) -> list[TrunkRoute]:
+        """Routes whose prefix `number` starts with: longest prefix first, then priority."""
+        lengths, index = self.route_index
+        out: list[TrunkRoute] = []
+        for length in lengths:
+            if length <= len(number):
+                out.extend(index.get(number[:length], ()))
         return out
 
     def is_local(self, number: str) -> bool:

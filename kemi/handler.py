@@ -23,6 +23,7 @@ from kemi.guard import Guard
 from kemi.ksr import (EXIT, apply_identity, from_display, log_error, log_info, pv, replace_from,
                       strip_identity_headers)
 from kemi.store import DirectoryCache
+from kemi import subscribers  # scale: subscribers in shared memory
 from rtpengine.ng import NgClient
 
 
@@ -32,7 +33,8 @@ AUTH_INVALID_PASSWORD = -2   # pv_auth_check(): the response did not match (auth
 class Handler:
     def __init__(self):
         self.settings = Settings.from_env()
-        self.cache = DirectoryCache(self.settings.database_url, log=log_error)
+        # scale: subscribers from Kamailio's shared memory, one key per lookup (kemi/subscribers.py)
+        self.cache = DirectoryCache(self.settings.database_url, log=log_error, subscribers=subscribers.shared(log_error))
         self.dispatcher = queueing.Dispatcher()
         self.ng = NgClient(self.settings.rtpengine_ng, timeout=0.5, retries=1)
         journal.configure(self.settings.var_dir, log=log_error)

@@ -21,6 +21,8 @@ Htables:
   qwait "<queue>:<seq>"       a caller in line: encode_entry (kemi/core/queue_entry.py)
   qstat "flowlast:<caller>"   "<agent>|<unix time>" who last talked with a caller in a flow
   flowhttp "<tindex>:<tlabel>" the helper's answer for a suspended call (encode_answer)
+  subs "<number>"             a subscriber's per-call data (kemi/subscriber_codec.py), loaded by
+                              Kamailio from the view kemi_subscriber_htable (sql/012)
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from dataclasses import dataclass
 from kemi.core.machine import State
 from kemi.core.queue_entry import OFFERED, WAITING, QueueEntry
 from kemi.core.ringing import HuntState, HuntStep, TrunkAttempt, TrunkState
+from kemi import subscriber_codec  # scale
+from kemi.directory import Subscriber  # scale
 
 FLOW = "$avp(flow)"
 FLOW_DOC = "$avp(flow_doc)"
@@ -174,3 +178,17 @@ def decode_entry(text: str) -> QueueEntry:
     except ValueError:
         raise DecodeError(f"bad queue entry time {parts[3]!r}") from None
     return QueueEntry(parts[0], int(parts[1]), int(parts[2]), arrived, parts[4])
+
+
+# scale (issue 11): subscribers live once per machine in this htable (kamailio.cfg); the
+# value encoding is kemi/subscriber_codec.py (decode_subscriber / encode_subscriber).
+SUBSCRIBER_TABLE = "subs"
+SUBSCRIBER_VIEW = "kemi_subscriber_htable"
+
+
+def encode_subscriber(sub: Subscriber) -> str:
+    return subscriber_codec.encode(sub)
+
+
+def decode_subscriber(number: str, value: object) -> Subscriber | None:
+    return subscriber_codec.decode(number, value)

@@ -1,5 +1,11 @@
 """Data layer: loads the Directory from PostgreSQL; each SIP worker reads it from a local file.
 
+Scale (issue 11): the snapshot file holds only the small tables (groups, queues, trunks,
+routes, DIDs, flows, voicemail rules). Subscribers live once per machine in Kamailio's shared
+memory (htable `subs`, loaded natively from the view kemi_subscriber_htable, kept current key
+by key by the loader): a worker reads them through kemi/subscribers.py, kemictl through
+`DbSubscribers` (one indexed query per number it asks about). README "Data path".
+
 No SIP worker ever talks to the database (issue 9: a database that drops packets must never
 block a worker). One process outside Kamailio, the directory loader
 (`tools/directory_loader.py`, supervised by the launcher), LISTENs on `kemi_config` (the
@@ -11,15 +17,17 @@ keeps routing from the last file.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Callable
 
 import psycopg
 
-from kemi import metrics
+from kemi import metrics, names
 from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueAgent, RingAllGroup,
                             ServiceNumber, Subscriber, Trunk, TrunkRoute)
 from kemi.voicemail_route import load_rules
@@ -27,16 +35,63 @@ from kemi.voicemail_route import load_rules
 CHANNEL = "kemi_config"
 
 
-def load_directory(conn: psycopg.Connection) -> Directory:
+class DbSubscribers(Mapping[str, Subscriber]):
+    """Subscribers read from the database on demand (kemictl's validation): one indexed query
+    per number asked about, never the whole table unless iterated. Not for SIP workers."""
+
+    def __init__(self, conn: psycopg.Connection):
+        self.conn = conn
+
+    def __getitem__(self, number: str) -> Subscriber:
+        sub = self.get(number)
+        if sub is None:
+            raise KeyError(number)
+        return sub
+
+    def get(self, number: str, default=None):   # type: ignore[override]
+        row = self.conn.execute(f"SELECT key_value FROM {names.SUBSCRIBER_VIEW} WHERE key_name = %s",
+                                (number,)).fetchone()
+        sub = names.decode_subscriber(number, row[0]) if row else None
+        return default if sub is None else sub
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, str) and self.conn.execute(
+            "SELECT 1 FROM subscriber WHERE number = %s", (number,)).fetchone() is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([r[0] for r in self.conn.execute("SELECT number FROM subscriber ORDER BY number")])
+
+    def __len__(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM subscriber").fetchone()[0]
+
+    def items(self):   # type: ignore[override]
+        return [(n, s) for n, s in ((k, names.decode_subscriber(k, v)) for k, v in self.conn.execute(
+            f"SELECT key_name, key_value FROM {names.SUBSCRIBER_VIEW} ORDER BY key_name")) if s is not None]
+
+    def values(self):   # type: ignore[override]
+        return [s for _, s in self.items()]
+
+
+def subscriber_rows(conn: psycopg.Connection, numbers: list[str] | None = None) -> dict[str, str]:
+    """number -> encoded value (kemi/subscriber_codec.py) from the view Kamailio loads:
+    the given numbers (those that exist), or all of them."""
+    if numbers is None:
+        rows = conn.execute(f"SELECT key_name, key_value FROM {names.SUBSCRIBER_VIEW}")
+    else:
+        rows = conn.execute(f"SELECT key_name, key_value FROM {names.SUBSCRIBER_VIEW} "
+                            "WHERE key_name = ANY(%s)", (numbers,))
+    return {k: v for k, v in rows}
+
+
+def load_snapshot(conn: psycopg.Connection) -> Directory:
+    """What the loader writes for the SIP workers: the small tables, no subscriber rows."""
+    return load_directory(conn, subscribers=False)
+
+
+def load_directory(conn: psycopg.Connection, subscribers: bool = True) -> Directory:
+    """Everything provisioned. Subscribers are read lazily (DbSubscribers) with this
+    connection; `subscribers=False` leaves them out (the snapshot file)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT subscriber, number FROM caller_id ORDER BY subscriber, position")
-        caller_ids: dict[str, list[str]] = {}
-        for owner, number in cur:
-            caller_ids.setdefault(owner, []).append(number)
-        cur.execute("SELECT number, ha1, active, display_name, public_name, default_caller_id, "
-                    "hide_caller_id, send_pai FROM subscriber")
-        subscribers = {r[0]: Subscriber(r[0], r[1].strip(), *r[2:], caller_ids=tuple(caller_ids.get(r[0], ())))
-                       for r in cur}
         cur.execute("SELECT id, name, ring_timeout, timeout_target FROM hunt_group")
         groups = {r[0]: HuntGroup(*r) for r in cur}
         cur.execute("SELECT number, group_id, next_number, ring_timeout FROM hunt_member")
@@ -78,7 +133,8 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         cur.execute("SELECT name, number, auto_pause, progress_interval FROM queue")
         queue_rows = cur.fetchall()
     voicemail_rules = load_rules(conn)   # media
-    return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
+    people: Mapping[str, Subscriber] = DbSubscribers(conn) if subscribers else {}
+    return Directory(people, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
                      flows=flows, voicemail_rules=voicemail_rules,
                      auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
                      progress_intervals={number: s for _, number, _, s in queue_rows if s is not None})
@@ -105,7 +161,7 @@ class DirectoryCache:
     file was replaced. Never any network I/O; never raises."""
 
     def __init__(self, dsn: str = "", log: Callable[[str], None] = lambda _m: None,
-                 path: Path | None = None):
+                 path: Path | None = None, subscribers: Mapping[str, Subscriber] | None = None):
         from kemi.config import Settings
         self.path = path or snapshot_path(Settings.from_env().var_dir)
         self.log = log
@@ -113,6 +169,7 @@ class DirectoryCache:
         self.loaded_at = 0.0
         self.reloads = 0
         self._seen: tuple | None = None
+        self.subscribers = subscribers   # scale: shared memory in a SIP worker (kemi/subscribers.py)
 
     def get(self) -> Directory | None:
         """The current snapshot, or None if the loader never wrote one."""
@@ -135,7 +192,23 @@ class DirectoryCache:
             self.log(f"routing snapshot {self.path} unreadable, keeping the last one: {err}")
             self._seen = key    # do not retry the same file on every call
             return
+        if self.subscribers is not None and isinstance(snapshot, Directory):
+            snapshot = dataclasses.replace(snapshot, subscribers=self.subscribers)
         self.snapshot, self._seen = snapshot, key
         self.loaded_at = time.time()
         self.reloads += 1
         metrics.directory_loaded(time.monotonic() - started, snapshot)
+
+
+# scale (issue 11): "this change is live" for kemictl (provision/live.py). The loader sets
+# this file's modification time to when it began reading the database for the change it
+# has just applied (snapshot written or subscriber keys set in Kamailio's shared memory).
+def applied_path(var_dir: str) -> Path:
+    return Path(var_dir) / "run" / "directory.applied"
+
+
+def mark_applied(path: Path, since_ns: int) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(since_ns))
+    os.utime(tmp, ns=(since_ns, since_ns))
+    os.replace(tmp, path)

@@ -18,18 +18,16 @@ class TrunkStep:
 
 def trunk_for_source(directory: Directory, ip: str, port: int) -> Trunk | None:
     """The active trunk a request comes from, matched by source address (and port if set)."""
-    for trunk in directory.trunks.values():
-        if trunk.active and any(ip == a and (p is None or p == port) for a, p in trunk.addresses):
+    for wanted, trunk in directory.trunk_sources.get(ip, ()):   # indexed once per snapshot
+        if wanted is None or wanted == port:
             return trunk
     return None
 
 
 def outbound_trunks(directory: Directory, number: str) -> list[Trunk]:
     """Trunks for an external number: longest matching prefix first, then by priority."""
-    matches = sorted((r for r in directory.routes if number.startswith(r.prefix)),
-                     key=lambda r: (-len(r.prefix), r.priority, r.trunk_id))
     out: list[Trunk] = []
-    for route in matches:
+    for route in directory.routes_for(number):   # indexed by prefix once per snapshot
         trunk = directory.trunks.get(route.trunk_id)
         if trunk is not None and trunk.active and trunk not in out:
             out.append(trunk)

@@ -306,6 +306,11 @@ class Kamailio(Process):
     def exit_reason(self) -> str:
         return super().exit_reason() + " (Kamailio's main process exits when any child dies; see its log)"
 
+    def start(self, timeout: float = 300, inherit_output: bool | None = None) -> None:
+        # scale: Kamailio loads every subscriber into shared memory before it answers (a
+        # million rows take minutes on a loaded 2-core machine); a Kamailio that dies says so at once.
+        super().start(timeout, inherit_output)
+
     def command(self) -> list[str]:
         s = self.settings
         run_dir = Path(s.var_dir) / "run"
@@ -322,7 +327,9 @@ class Kamailio(Process):
                 "-A", f'BAN_TABLE="ban=>size=10;autoexpire={s.ban_seconds};"',
                 "-A", f'AUTHFAIL_TABLE="authfail=>size=10;autoexpire={s.auth_failure_window};"',
                 "-A", f'LOCKOUT_TABLE="lockout=>size=10;autoexpire={s.lockout_seconds};"',
-                "-A", f"NONCE_EXPIRE={s.nonce_expire}", "-A", f"TCP_MAX_CONNECTIONS={s.tcp_max_connections}"]
+                "-A", f"NONCE_EXPIRE={s.nonce_expire}", "-A", f"TCP_MAX_CONNECTIONS={s.tcp_max_connections}",
+                # scale: the shared-memory subscriber table (kemi/subscribers.py)
+                "-A", f'SUBSCRIBER_TABLE="subs=>size={s.subscriber_slots_log2};dbtable=kemi_subscriber_htable;"']
 
     @property
     def ctl_socket(self) -> Path:

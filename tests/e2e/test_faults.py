@@ -29,8 +29,7 @@ import psycopg
 import pytest
 
 from kemi.config import Settings
-from kemi.directory import Directory
-from kemi.store import DirectoryCache, snapshot_path
+from kemi.subscribers import SharedSubscribers   # scale: subscribers in Kamailio's shared memory
 from tests.e2e import sipp, sipraw
 from tests.e2e.conftest import Proxy
 from tests.e2e.helpers import explain, wait_until
@@ -273,8 +272,8 @@ def test_database_dropping_packets_never_blocks_calls(faulty):
     (a, pa), (b, pb) = faulty.subscriber(), faulty.subscriber()
     faulty.phone(b, pb, calls=10000)   # the callee answers every call of the load
     newcomers = [faulty.subscriber() for _ in range(20)]
-    snapshot = DirectoryCache(path=snapshot_path(faulty.settings.var_dir))
-    wait_until(lambda: all(n in (snapshot.get() or Directory()).subscribers for n, _ in newcomers))
+    shared = SharedSubscribers(lambda key: shared_value(faulty, key))
+    wait_until(lambda: all(n in shared for n, _ in newcomers))   # the loader has them (Kamailio's shared memory)
     faulty.relay.dropping = True      # from now on the database hears and answers nothing
     try:
         load = Load(faulty, a, pa, b, count=20 * RATE)
@@ -310,6 +309,15 @@ def test_database_dropping_packets_never_blocks_calls(faulty):
     faulty.kemictl("subscriber", "disable", b)
     call = faulty.call(a, pa, b, expect=480)
     assert call.proc.returncode == 0, explain(call, faulty.logs())
+
+
+def shared_value(proxy, key: str) -> str | None:
+    """scale: one key of Kamailio's shared subscriber table (kemi/subscribers.py)."""
+    from tools.kamailio_rpc import KamailioRpc, RpcError
+    try:
+        return KamailioRpc.for_var_dir(proxy.settings.var_dir).call("htable.get", "subs", key)["item"]["value"]
+    except RpcError:
+        return None
 
 
 def rtpengine_calls(proxy) -> list[str]:
