@@ -29,7 +29,7 @@ import traceback
 
 import KSR  # provided by app_python3
 
-from kemi import journal, names, phone_metrics
+from kemi import agent_state, journal, names, phone_metrics
 from kemi.core import agent_machine as am
 from kemi.core.agent_machine import Membership
 from kemi.ksr import EXIT, log_error, log_info, pv
@@ -47,11 +47,6 @@ _dir: str | None = None
 event_errors = 0
 
 
-def events_directory(var_dir: str) -> str:
-    from kemi.config import ROOT
-    return os.path.join(ROOT, var_dir, "agents")
-
-
 def _write(record: dict) -> None:
     """One line for the agent shipper; never raises into the call path."""
     global _fd, _pid, _dir, event_errors
@@ -59,7 +54,7 @@ def _write(record: dict) -> None:
         if _fd < 0 or _pid != os.getpid():
             if _dir is None:
                 from kemi.config import Settings
-                _dir = events_directory(Settings.from_env().var_dir)
+                _dir = agent_state.events_directory(Settings.from_env().var_dir)
             os.makedirs(_dir, exist_ok=True)
             _fd = os.open(os.path.join(_dir, f"{os.getpid()}.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             _pid = os.getpid()

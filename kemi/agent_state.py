@@ -21,6 +21,13 @@ missed_offer_counts = am.missed_offer_counts
 _TABLES = {am.QUEUE: ("queue_agent", "queue", "queue_id"), am.RINGALL: ("ringall_member", "ringall_group", "group_id")}
 
 
+def events_directory(var_dir: str) -> str:
+    """Where Kamailio's processes append agent events for tools/agent_shipper.py."""
+    import os
+    from kemi.config import ROOT
+    return os.path.join(ROOT, var_dir, "agents")
+
+
 def reached(misses: int, limit: int | None) -> bool:
     return limit is not None and misses >= limit
 

@@ -34,6 +34,7 @@ OFFER_ROUTE = qe.OFFER_ROUTE
 TIMEOUT_ROUTE = qe.TIMEOUT_ROUTE
 FAILURE_ROUTE = "ksr_failure_queue"
 BUSY = "busy"
+TICK = 0.1              # seconds between dispatcher runs (kamailio.cfg rtimer "queues")
 REPORT_INTERVAL = 1.0   # seconds between queue-length and agent-state metric updates
 SUSPEND_MARGIN = 30     # seconds tm keeps a waiting call beyond the queue's maximum wait
 
@@ -156,13 +157,13 @@ class Dispatcher:
     call that made it busy is never missed."""
 
     RECHECK = 5.0      # seconds an agent named in agentev is re-read each tick until free
-    SWEEP = 2.0        # seconds between re-reads of every busy agent (calls that ended unseen)
+    SWEEP = 10.0       # seconds over which every busy agent is re-read (calls that ended unseen)
 
     def __init__(self):
         self.heads: dict[str, int] = {}          # lowest sequence number still in line
         self.idle_since: dict[str, float] = {}
         self.next_report = 0.0
-        self.next_sweep = 0.0
+        self.sweep_list: list[str] = []                   # busy agents still to re-read
         self.snapshot: int | None = None
         self.index: dict[str, strategy.QueueIndex] = {}   # queue -> positions and tiers
         self.queues_of: dict[str, tuple] = {}             # agent -> its queues
@@ -187,9 +188,9 @@ class Dispatcher:
         self.free = {q.number: set() for q in directory.queues.values()}
         self.calls = {}
         for agent in self.queues_of:
-            self._refresh(agent, time.time())
+            self._refresh(agent, time.time(), window=0.0)
 
-    def _refresh(self, agent: str, now: float) -> None:
+    def _refresh(self, agent: str, now: float, window: float = RECHECK) -> None:
         """Read one agent's state and calls again; update the free sets of its queues."""
         queues = self.queues_of.get(agent)
         if queues is None:
@@ -207,7 +208,7 @@ class Dispatcher:
                 self.logged[q.number].discard(agent)
             self._place(q, agent)
         if calls > 0:
-            self.recheck.setdefault(agent, now + self.RECHECK)
+            self.recheck.setdefault(agent, now + window)
         else:
             self.recheck.pop(agent, None)
 
@@ -239,13 +240,16 @@ class Dispatcher:
         for agent in named:
             self.recheck[agent] = now + self.RECHECK
             self._refresh(agent, now)
-        sweep = now >= self.next_sweep
-        if sweep:
-            self.next_sweep = now + self.SWEEP
         for agent, until in list(self.recheck.items()):
-            if agent in named:
-                continue
-            if sweep or until >= now:   # past its window a busy agent is swept every SWEEP s
+            if until >= now and agent not in named:
+                self._refresh(agent, now)
+        # Busy agents past their window: a slice each tick, all of them every SWEEP seconds
+        # (calls that ended without a BYE through the proxy, e.g. a dialog timeout).
+        if not self.sweep_list:
+            self.sweep_list = [a for a, until in self.recheck.items() if until < now]
+        for _ in range(min(len(self.sweep_list), max(1, int(len(self.recheck) * TICK / self.SWEEP) + 1))):
+            agent = self.sweep_list.pop()
+            if agent in self.recheck and agent not in named:
                 self._refresh(agent, now)
 
     # ---------------------------------------------------------------- the tick

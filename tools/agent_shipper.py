@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psycopg
 
-from kemi import agent_keys, agent_state
+from kemi import agent_state
 from kemi.config import Settings
 from kemi.core import agent_machine as am
 
@@ -60,7 +60,7 @@ def apply_line(conn, line: bytes) -> bool:
 
 class Shipper:
     def __init__(self, settings: Settings, tick: float = TICK):
-        self.dir = Path(agent_keys.events_directory(settings.var_dir))
+        self.dir = Path(agent_state.events_directory(settings.var_dir))
         self.dsn = settings.database_url
         self.tick = tick
         self.pidfile = Path(settings.var_dir) / "run" / "agent-shipper.pid"
