@@ -237,6 +237,7 @@ class Dispatcher:
         for key in keys:
             if key:
                 KSR.htable.sht_rm(agent_keys.EVENTS, key)
+        named &= self.queues_of.keys()       # a BYE names both ends, agents or not
         for agent in named:
             self.recheck[agent] = now + self.RECHECK
             self._refresh(agent, now)

@@ -191,6 +191,8 @@ def test_a_phone_cannot_change_another_agents_state(proxy, monkeypatch):
     victim, vpw = proxy.subscriber()
     attacker, apw = proxy.subscriber()
     _name, number = queue_with(proxy, [victim])
+    proxy.kemictl("agent", "logout", victim)
+    proxy.kemictl("agent", "login", victim)
     before = shm(proxy).get(f"q:{number}:{victim}")
     # The attacker authenticates with its own credentials but writes the victim in From.
     real_digest = rawphone._digest
