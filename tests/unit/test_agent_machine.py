@@ -115,3 +115,25 @@ def test_state_encoding(text, decoded):
     (5, 487, None, (6, False)), (0, 503, 1, (0, True)), (0, 404, 1, (0, False)), (2, 603, 3, (0, True))])
 def test_offer_ended(misses, code, limit, expect):
     assert am.on_offer_ended(misses, code, limit) == expect
+
+
+# ---------------------------------------------------------------- encodings (kemi/names.py)
+
+from kemi import names  # noqa: E402
+
+
+@pytest.mark.parametrize("kind,group,agent", [("q", "6001", "1001"), ("g", "7001", "55500001")])
+def test_agent_key_round_trip(kind, group, agent):
+    assert names.split_agent_key(names.agent_key(kind, group, agent)) == (kind, group, agent)
+
+
+@pytest.mark.parametrize("key", ["x:1:2", "q:1", "q::2", "q:1:2:3", ""])
+def test_bad_agent_keys_do_not_split(key):
+    assert names.split_agent_key(key) is None
+
+
+@pytest.mark.parametrize("text,decoded", [
+    (names.encode_queue_call("6001", "1001", 12.5), ("6001", "1001", 12.5)),
+    ("", None), (None, None), ("6001|1001", None), ("6001|1001|x", None), ("|1001|1", None)])
+def test_queue_call_encoding(text, decoded):
+    assert names.decode_queue_call(text) == decoded
