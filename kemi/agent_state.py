@@ -32,7 +32,8 @@ def reached(misses: int, limit: int | None) -> bool:
     return limit is not None and misses >= limit
 
 
-def _state(logged_in: bool, reason: str | None) -> tuple[str, str]:
+def state_of(logged_in: bool, reason: str | None) -> tuple[str, str]:
+    """(state, reason) of a stored row."""
     if logged_in:
         return am.IN, ""
     return (am.PAUSED, reason) if reason else (am.OUT, "")
@@ -44,7 +45,7 @@ def memberships(conn, number: str) -> tuple[Membership, ...]:
         "SELECT 'q', q.number, a.logged_in, a.paused_reason FROM queue_agent a JOIN queue q ON q.id = a.queue_id "
         "WHERE a.number = %s UNION ALL SELECT 'g', g.number, m.logged_in, m.paused_reason FROM ringall_member m "
         "JOIN ringall_group g ON g.id = m.group_id WHERE m.number = %s ORDER BY 1 DESC, 2", [number, number]).fetchall()
-    return tuple(Membership(kind, group, *_state(li, reason)) for kind, group, li, reason in rows)
+    return tuple(Membership(kind, group, *state_of(li, reason)) for kind, group, li, reason in rows)
 
 
 def save(conn, number: str, changed, at: float) -> int:
@@ -67,13 +68,6 @@ def add_stats(conn, queue: str, number: str, answered: int, talk: int, end: int,
         "answered = s.answered + excluded.answered, talk_seconds = s.talk_seconds + excluded.talk_seconds, "
         "last_end = greatest(s.last_end, excluded.last_end), unanswered = s.unanswered + excluded.unanswered",
         [queue, number, answered, talk, end, missed])
-
-
-def stats(conn, number: str) -> dict[str, tuple[int, int, int, int]]:
-    """queue number -> (answered, talk seconds, last end, unanswered) as persisted."""
-    rows = conn.execute("SELECT queue_number, answered, talk_seconds, last_end, unanswered FROM agent_stat "
-                        "WHERE number = %s", [number]).fetchall()
-    return {q: (a, t, e, u) for q, a, t, e, u in rows}
 
 
 def names(conn) -> dict[tuple[str, str], str]:

@@ -141,40 +141,33 @@ def _status(conn, table, live: Live, number: str | None) -> None:
     if number is not None:
         _check_number(number)
     rows = conn.execute(
-        "SELECT a.number, 'q', q.number, q.name FROM queue_agent a JOIN queue q ON q.id = a.queue_id "
-        "WHERE %(n)s::text IS NULL OR a.number = %(n)s UNION ALL SELECT m.number, 'g', g.number, g.name "
-        "FROM ringall_member m JOIN ringall_group g ON g.id = m.group_id WHERE %(n)s::text IS NULL OR m.number = %(n)s "
-        "ORDER BY 1, 2 DESC, 4", {"n": number}).fetchall()
+        "SELECT m.number, m.kind, m.grp, m.name, m.logged_in, m.paused_reason, coalesce(s.answered, 0), "
+        "coalesce(s.talk_seconds, 0), coalesce(s.last_end, 0), coalesce(s.unanswered, 0) FROM ("
+        " SELECT a.number, 'q' AS kind, q.number AS grp, q.name, a.logged_in, a.paused_reason"
+        " FROM queue_agent a JOIN queue q ON q.id = a.queue_id"
+        " UNION ALL SELECT r.number, 'g', g.number, g.name, r.logged_in, r.paused_reason"
+        " FROM ringall_member r JOIN ringall_group g ON g.id = r.group_id) m"
+        " LEFT JOIN agent_stat s ON m.kind = 'q' AND s.queue_number = m.grp AND s.number = m.number"
+        " WHERE %(n)s::text IS NULL OR m.number = %(n)s ORDER BY 1, 2 DESC, 4", {"n": number}).fetchall()
     if not rows:
         raise ProvisioningError(f"field 'number': {number} is no member of any ring-all group or queue" if number
                                 else "field 'number': no agents provisioned")
     states = live.table(names.AGENT_STATE_TABLE)
     stats = live.table(names.AGENT_STAT_TABLE)
-    stored = {}
-    for agent in {r[0] for r in rows}:
-        for m in agent_state.memberships(conn, agent):
-            stored[(agent, m.kind, m.group)] = m
-        if stats is None:
-            for q, (a, t, e, u) in agent_state.stats(conn, agent).items():
-                for field, value in zip(names.STAT_FIELDS, (a, t, e, u)):
-                    stored[("stat", field, q, agent)] = value
     out = []
-    for agent, kind, group, name in rows:
-        m = stored[(agent, kind, group)]
+    for agent, kind, group, name, logged_in, paused, *stored in rows:
         decoded = am.decode_state(states.get(names.agent_key(kind, group, agent))) if states is not None else None
-        state, reason = decoded or (m.state, m.reason)
+        state, reason = decoded or agent_state.state_of(logged_in, paused)
         shown = {am.IN: "logged in", am.OUT: "logged out"}.get(state, "dnd" if reason == am.DND else "paused")
-        if kind == "q":
-            def stat(field: str) -> int:
-                if stats is not None:
-                    return int(stats.get(names.stat_key(field, group, agent), 0) or 0)
-                return int(stored.get(("stat", field, group, agent), 0) or 0)
-            end = stat("end")
-            figures = (str(stat("ans")), str(stat("talk")),
-                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(end)) if end else "-", str(stat("miss")))
-        else:
-            figures = ("", "", "", "")
-        out.append((agent, "queue" if kind == "q" else "ringall", f"{name} ({group})", shown, reason, *figures))
+        figures = ("", "", "", "")
+        if kind == am.QUEUE:
+            values = dict(zip(names.STAT_FIELDS, stored))
+            if stats is not None:
+                values = {f: int(stats.get(names.stat_key(f, group, agent), 0) or 0) for f in names.STAT_FIELDS}
+            end = int(values["end"])
+            figures = (str(values["ans"]), str(values["talk"]),
+                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(end)) if end else "-", str(values["miss"]))
+        out.append((agent, "queue" if kind == am.QUEUE else "ringall", f"{name} ({group})", shown, reason, *figures))
     print(table(out, ("agent", "kind", "group or queue", "state", "reason", "answered", "talk s", "last call end",
                       "unanswered")))
     if states is None:
