@@ -210,3 +210,15 @@ def test_a_phone_cannot_change_another_agents_state(proxy, monkeypatch):
         assert reply.status in (403, 404), (dial, reply.first)
     assert shm(proxy).get(f"q:{number}:{victim}") == before == "in"
     assert "logged in" in status(proxy, victim)
+
+
+def test_kemictl_agent_checks_its_input(proxy):
+    agent, _pw = proxy.subscriber()
+    _name, number = queue_with(proxy, [agent])
+    for args, words in [(("pause", f"{agent};x"), "field 'number'"), (("status", "12ab"), "field 'number'"),
+                        (("pause", agent, "Robert'); DROP TABLE queue;--"), "field 'reason'"),
+                        (("login", agent, "no-such-queue"), "field 'where'"),
+                        (("logout", "5999999999"), "no agent of any")]:
+        out = proxy.kemictl("agent", *args, check=False)
+        assert out.returncode == 2 and words in out.stderr, (args, out.stderr)
+    assert shm(proxy).get(f"q:{number}:{agent}") in (None, "in")
