@@ -66,13 +66,13 @@ def _write(record: dict) -> None:
 
 # ---------------------------------------------------------------- reading state
 
-_index: tuple[int, dict[str, tuple[tuple[str, str, bool], ...]]] = (0, {})
+_index: tuple[object, dict[str, tuple[tuple[str, str, bool], ...]]] = (None, {})
 
 
 def _memberships_index(directory) -> dict[str, tuple[tuple[str, str, bool], ...]]:
     """agent -> (kind, group number, logged in by the snapshot), built once per snapshot."""
     global _index
-    if _index[0] != id(directory):
+    if _index[0] is not directory:     # the snapshot itself is kept: ids are reused
         out: dict[str, list[tuple[str, str, bool]]] = {}
         for q in directory.queues.values():
             for a in q.agents:
@@ -80,7 +80,7 @@ def _memberships_index(directory) -> dict[str, tuple[tuple[str, str, bool], ...]
         for g in directory.ringall.values():
             for number, logged_in in g.members:
                 out.setdefault(number, []).append((am.RINGALL, g.number, logged_in))
-        _index = (id(directory), {k: tuple(v) for k, v in out.items()})
+        _index = (directory, {k: tuple(v) for k, v in out.items()})
     return _index[1]
 
 

@@ -164,7 +164,7 @@ class Dispatcher:
         self.idle_since: dict[str, float] = {}
         self.next_report = 0.0
         self.sweep_list: list[str] = []                   # busy agents still to re-read
-        self.snapshot: int | None = None
+        self.snapshot = None                              # the directory indexed (kept: ids are reused)
         self.index: dict[str, strategy.QueueIndex] = {}   # queue -> positions and tiers
         self.queues_of: dict[str, tuple] = {}             # agent -> its queues
         self.logged: dict[str, set[str]] = {}             # queue -> agents logged in now
@@ -177,7 +177,7 @@ class Dispatcher:
 
     def _index(self, directory) -> None:
         """Once per snapshot: who is in which queue, and everyone's state read once."""
-        self.snapshot = id(directory)
+        self.snapshot = directory
         self.index = {q.number: strategy.QueueIndex.of(q) for q in directory.queues.values()}
         queues_of: dict[str, list] = {}
         for q in directory.queues.values():
@@ -187,6 +187,8 @@ class Dispatcher:
         self.logged = {q.number: set() for q in directory.queues.values()}
         self.free = {q.number: set() for q in directory.queues.values()}
         self.calls = {}
+        self.recheck = {}
+        self.sweep_list = []
         for agent in self.queues_of:
             self._refresh(agent, time.time(), window=0.0)
 
@@ -257,7 +259,7 @@ class Dispatcher:
 
     def run(self, directory, domain: str) -> None:
         now = time.time()
-        if self.snapshot != id(directory):
+        if self.snapshot is not directory:
             self._index(directory)
         self._changes(now)
         report = now >= self.next_report
