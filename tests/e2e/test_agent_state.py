@@ -152,6 +152,7 @@ def test_statistics_of_an_answered_queue_call(proxy):
     assert abs(int(stats.get(f"end:{number}:{agent}", "0")) - time.time()) < 60, stats
     line = [row for row in status(proxy, agent).splitlines() if name in row][0]
     assert "logged in" in line and " 1 " in line, line
+    assert name in proxy.kemictl("agent", "status").stdout, "every agent without a NUMBER"
 
     def stored():
         with psycopg.connect(proxy.settings.database_url, autocommit=True) as conn:
