@@ -438,6 +438,9 @@ def provision(settings: Settings) -> None:
         groups.set_queue_agents(conn, "bench-wait", WAIT_AGENTS)
         for agent in WAIT_AGENTS:
             groups.set_logged_in(conn, agent, False, "bench-wait")
+        # agents (issue 11): a state change reloads nothing; these memberships are new (no
+        # shared-memory state yet), so one reload makes the snapshot's logged-out state count
+        conn.execute("NOTIFY kemi_config, 'queue_agent'")
 
 
 def phones(proxy, specs: list[tuple[str, str]], workdir: Path, name: str) -> list[Uas]:

@@ -27,6 +27,7 @@ from pathlib import Path
 import KSR  # provided by app_python3
 
 from kemi import instrument, journal, names, queueing, ring, routing
+from kemi import agent_keys  # agents: state in shared memory (issue 11)
 from kemi.core import flow as flowmod
 from kemi.core import machine, media
 from kemi.core.machine import Email, HttpGet, HttpRoute, Media, Notify, Outcome, Reply, Ring, SetCaller
@@ -224,7 +225,8 @@ class FlowEngine:
             return self._external(directory, action.number, state)
         if action.kind == "queue":
             q = directory.queues.get(action.number)
-            if q is not None and not any(a.logged_in for a in q.agents):
+            if q is not None and not any(agent_keys.logged_in("q", q.number, a.number, a.logged_in)   # agents
+                                         for a in q.agents):
                 return "no_agents"
         return routing.plan_call(action.number, directory, timeout)
 

@@ -43,6 +43,7 @@ class Handler:
         self.vm_rules = voicemail_route.Rules(self.cache, log_error)   # media
         ring.UNANSWERED = self._voicemail_unanswered                   # media
         self.features = Features(self.settings)   # phones
+        routing.member_logged_in = agent_keys.ringall_logged_in   # agents: state in shared memory
 
     def child_init(self, rank: int) -> int:
         # Load the snapshot in every SIP worker at start, so each one can keep routing
@@ -308,6 +309,7 @@ class Handler:
         if KSR.rr.loose_route() > 0:
             nat.on_loose_route()   # phones: in-dialog requests reach a NATed phone
             if method == "BYE":
+                agent_keys.on_call_end()   # agents: talk time, free for queues again
                 listen.forget_call()
                 journal.call_ended(pv("$ci"), 200, "hung up")
                 KSR.rtpengine.rtpengine_delete0()

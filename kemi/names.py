@@ -192,3 +192,49 @@ def encode_subscriber(sub: Subscriber) -> str:
 
 def decode_subscriber(number: str, value: object) -> Subscriber | None:
     return subscriber_codec.decode(number, value)
+
+
+# ---------------------------------------------------------------- agent state (issue 11)
+# htable agentst  "<kind>:<group number>:<agent>" -> membership state (kemi.core.agent_machine
+#                 encode_state: "in", "out", "p:<reason>"); kind "q" queue, "g" ring-all group.
+#                 Loaded at Kamailio start from the view agent_state_ht (sql/013).
+# htable agentev  "<unique>" -> agent number: agents whose state or calls changed, for the
+#                 dispatcher to look at again (it removes what it read); written by workers,
+#                 kemictl (RPC) and at every call end
+# htable agentstat "<field>:<queue>:<agent>" queue statistics: ans (calls answered), talk
+#                 (seconds talked), end (unix time the last call ended), miss (unanswered offers)
+# $dlg_var(qagent) "<queue>|<agent>|<answered at>" on a queue call's dialog, for its end
+AGENT_STATE_TABLE = "agentst"
+AGENT_EVENT_TABLE = "agentev"
+AGENT_STAT_TABLE = "agentstat"
+AGENT_DLG_VAR = "$dlg_var(qagent)"
+STAT_FIELDS = ("ans", "talk", "end", "miss")
+
+
+def agent_key(kind: str, group: str, agent: str) -> str:
+    return f"{kind}:{group}:{agent}"
+
+
+def split_agent_key(key: str) -> tuple[str, str, str] | None:
+    parts = key.split(":")
+    if len(parts) != 3 or parts[0] not in ("q", "g") or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def stat_key(field: str, queue: str, agent: str) -> str:
+    return f"{field}:{queue}:{agent}"
+
+
+def encode_queue_call(queue: str, agent: str, answered: float) -> str:
+    return f"{queue}|{agent}|{answered:.3f}"
+
+
+def decode_queue_call(text: str | None) -> tuple[str, str, float] | None:
+    parts = (text or "").split("|")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        return None
+    try:
+        return parts[0], parts[1], float(parts[2])
+    except ValueError:
+        return None

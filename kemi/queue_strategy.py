@@ -39,14 +39,20 @@ def free_agents(queue: Queue, states: dict[str, AgentState], available: set[str]
 def pick(queue: Queue, states: dict[str, AgentState], available: set[str], last_offered: str | None = None,
          sticky: str | None = None, rng: random.Random | None = None) -> list[str]:
     """The agents to offer the next waiting caller to; empty when none is free."""
-    free = free_agents(queue, states, available)
+    return choose(queue, free_agents(queue, states, available), states, last_offered, sticky, rng)
+
+
+def choose(queue: Queue, free: list[str], states: dict[str, AgentState], last_offered: str | None = None,
+           sticky: str | None = None, rng: random.Random | None = None, index: QueueIndex | None = None) -> list[str]:
+    """`pick` among agents already known free (in listed order): the dispatcher keeps that
+    list itself, so a pick costs O(free agents), never O(all agents of the queue)."""
     if not free:
         return []
     if sticky in free:
         return [sticky]
-    tier = {a.number: a.tier for a in queue.agents}
-    best = min(tier[n] for n in free)
-    free = [n for n in free if tier[n] == best]
+    ix = index or QueueIndex.of(queue)
+    best = min(ix.tier[n] for n in free)
+    free = [n for n in free if ix.tier[n] == best]
     strategy = queue.strategy
     if strategy == "ringall":
         return free
@@ -59,12 +65,24 @@ def pick(queue: Queue, states: dict[str, AgentState], available: set[str], last_
     if strategy == "longest_idle":
         return [min(free, key=lambda n: states.get(n, AgentState()).idle_since)]
     if strategy == "round_robin":
-        order = [a.number for a in queue.agents]
-        start = order.index(last_offered) + 1 if last_offered in order else 0
-        for number in order[start:] + order[:start]:
-            if number in free:
-                return [number]
+        size = len(ix.position)
+        start = ix.position[last_offered] + 1 if last_offered in ix.position else 0
+        return [min(free, key=lambda n: (ix.position[n] - start) % size)]
     raise ValueError(f"unknown queue strategy {strategy!r}")
+
+
+@dataclass(frozen=True)
+class QueueIndex:
+    """A queue's agents indexed once per snapshot: listed position and tier by number."""
+    position: dict[str, int]
+    tier: dict[str, int]
+
+    @classmethod
+    def of(cls, queue: Queue) -> QueueIndex:
+        return cls({a.number: i for i, a in enumerate(queue.agents)}, {a.number: a.tier for a in queue.agents})
+
+    def in_order(self, agents) -> list[str]:
+        return sorted(agents, key=self.position.__getitem__)
 
 
 def waited_too_long(queue: Queue, arrived: float, now: float) -> bool:

@@ -24,6 +24,7 @@ import time
 import KSR  # provided by app_python3
 
 from kemi import hunt, instrument, journal, long_calls, metrics, names, nat, ring
+from kemi import agent_keys  # agents: state in shared memory (issue 11)
 from kemi.core import queue_entry as qe
 from kemi import queue_strategy as strategy
 from kemi.hunt import Step
@@ -33,6 +34,7 @@ OFFER_ROUTE = qe.OFFER_ROUTE
 TIMEOUT_ROUTE = qe.TIMEOUT_ROUTE
 FAILURE_ROUTE = "ksr_failure_queue"
 BUSY = "busy"
+TICK = 0.1              # seconds between dispatcher runs (kamailio.cfg rtimer "queues")
 REPORT_INTERVAL = 1.0   # seconds between queue-length and agent-state metric updates
 SUSPEND_MARGIN = 30     # seconds tm keeps a waiting call beyond the queue's maximum wait
 
@@ -144,28 +146,141 @@ def _last_agent(queue: str, caller: str) -> tuple[str, float] | None:
 
 class Dispatcher:
     """Runs in the rtimer process; the only place that decides offers, so two waiting calls
-    are never offered the same free agent. Its own memory keeps what only it needs."""
+    are never offered the same free agent. Its own memory keeps what only it needs.
+
+    A tick costs O(waiting callers + free agents) (issue 11): the queues' agents are indexed
+    once per directory snapshot; each queue's free agents (logged in, below its calls per
+    agent) are kept as a set and changed only for agents named in htable `agentev` (a state
+    change, an offer that ended, a call's BYE) or re-read because they were busy; each
+    registration is read at most once per tick, and only for free agents of queues with
+    callers waiting. A picked agent's calls are read again before the offer, so a direct
+    call that made it busy is never missed."""
+
+    RECHECK = 5.0      # seconds an agent named in agentev is re-read each tick until free
+    SWEEP = 10.0       # seconds over which every busy agent is re-read (calls that ended unseen)
 
     def __init__(self):
         self.heads: dict[str, int] = {}          # lowest sequence number still in line
         self.idle_since: dict[str, float] = {}
-        self.was_busy: dict[str, bool] = {}
         self.next_report = 0.0
+        self.sweep_list: list[str] = []                   # busy agents still to re-read
+        self.snapshot = None                              # the directory indexed (kept: ids are reused)
+        self.index: dict[str, strategy.QueueIndex] = {}   # queue -> positions and tiers
+        self.queues_of: dict[str, tuple] = {}             # agent -> its queues
+        self.logged: dict[str, set[str]] = {}             # queue -> agents logged in now
+        self.free: dict[str, set[str]] = {}               # queue -> logged in, below max calls
+        self.calls: dict[str, int] = {}                   # agent -> calls, as last read
+        self.recheck: dict[str, float] = {}               # agent -> re-read each tick until
+        self.reads = 0                                    # shared-memory/registrar reads (bench)
+
+    # ---------------------------------------------------------------- the agents' state
+
+    def _index(self, directory) -> None:
+        """Once per snapshot: who is in which queue, and everyone's state read once."""
+        self.snapshot = directory
+        self.index = {q.number: strategy.QueueIndex.of(q) for q in directory.queues.values()}
+        queues_of: dict[str, list] = {}
+        for q in directory.queues.values():
+            for a in q.agents:
+                queues_of.setdefault(a.number, []).append((q, a.logged_in))
+        self.queues_of = {agent: tuple(qs) for agent, qs in queues_of.items()}
+        self.logged = {q.number: set() for q in directory.queues.values()}
+        self.free = {q.number: set() for q in directory.queues.values()}
+        self.calls = {}
+        self.recheck = {}
+        self.sweep_list = []
+        for agent in self.queues_of:
+            self._refresh(agent, time.time(), window=0.0)
+
+    def _refresh(self, agent: str, now: float, window: float = RECHECK) -> None:
+        """Read one agent's state and calls again; update the free sets of its queues."""
+        queues = self.queues_of.get(agent)
+        if queues is None:
+            return
+        calls = agent_calls(agent)
+        self.reads += 1
+        if calls == 0 and self.calls.get(agent, 0) > 0:
+            self.idle_since[agent] = now
+        self.calls[agent] = calls
+        for q, default_in in queues:
+            self.reads += 1
+            if agent_keys.logged_in("q", q.number, agent, default_in):
+                self.logged[q.number].add(agent)
+            else:
+                self.logged[q.number].discard(agent)
+            self._place(q, agent)
+        if calls > 0:
+            self.recheck.setdefault(agent, now + window)
+        else:
+            self.recheck.pop(agent, None)
+
+    def _place(self, q, agent: str) -> None:
+        if agent in self.logged[q.number] and self.calls.get(agent, 0) < q.max_calls:
+            self.free[q.number].add(agent)
+        else:
+            self.free[q.number].discard(agent)
+
+    def _set_calls(self, agent: str, calls: int) -> None:
+        self.calls[agent] = calls
+        for q, _default in self.queues_of.get(agent, ()):
+            self._place(q, agent)
+
+    def _changes(self, now: float) -> None:
+        """Agents named in htable agentev since the last tick, then the busy ones due."""
+        named: set[str] = set()
+        keys = []
+        if KSR.htable.sht_iterator_start("agentev", agent_keys.EVENTS) > 0:
+            try:
+                while KSR.htable.sht_iterator_next("agentev") > 0:
+                    keys.append(pv("$shtitkey(agentev)"))
+                    named.add(pv("$shtitval(agentev)") or "")
+            finally:
+                KSR.htable.sht_iterator_end("agentev")
+        for key in keys:
+            if key:
+                KSR.htable.sht_rm(agent_keys.EVENTS, key)
+        named &= self.queues_of.keys()       # a BYE names both ends, agents or not
+        for agent in named:
+            self.recheck[agent] = now + self.RECHECK
+            self._refresh(agent, now)
+        for agent, until in list(self.recheck.items()):
+            if until >= now and agent not in named:
+                self._refresh(agent, now)
+        # Busy agents past their window: a slice each tick, all of them every SWEEP seconds
+        # (calls that ended without a BYE through the proxy, e.g. a dialog timeout).
+        if not self.sweep_list:
+            self.sweep_list = [a for a, until in self.recheck.items() if until < now]
+        for _ in range(min(len(self.sweep_list), max(1, int(len(self.recheck) * TICK / self.SWEEP) + 1))):
+            agent = self.sweep_list.pop()
+            if agent in self.recheck and agent not in named:
+                self._refresh(agent, now)
+
+    # ---------------------------------------------------------------- the tick
 
     def run(self, directory, domain: str) -> None:
         now = time.time()
+        if self.snapshot is not directory:
+            self._index(directory)
+        self._changes(now)
         report = now >= self.next_report
         if report:
             self.next_report = now + REPORT_INTERVAL
+        reg: dict[str, bool] = {}
+
+        def is_registered(agent: str) -> bool:
+            if agent not in reg:
+                self.reads += 1
+                reg[agent] = registered(agent, domain)
+            return reg[agent]
+
         for q in directory.queues.values():
             tail = int(_get("qwait", f"{q.number}:tail") or 0)
             head = self.heads.get(q.number, 1)
-            if head > tail and not report:
-                continue
-            states = self._states(q, now)
-            available = {a.number for a in q.agents if a.logged_in and registered(a.number, domain)}
             if report:
-                self._report(q, head, tail, states, available)
+                self._report(q, head, tail, is_registered)
+            if head > tail:
+                continue
+            ix = self.index[q.number]
             for seq in range(head, tail + 1):
                 key = f"{q.number}:{seq}"
                 entry = _get("qwait", key)
@@ -182,45 +297,58 @@ class Dispatcher:
                 if strategy.waited_too_long(q, waiter.arrived, now):
                     _resume(key, waiter, qe.TimeOut())
                     continue
-                sticky = strategy.sticky_agent(q, _last_agent(q.number, waiter.caller), now)
-                agents = strategy.pick(q, states, available, _get("qstat", f"rr:{q.number}"), sticky)
+                agents = self._pick(q, ix, waiter, now, is_registered)
                 if not agents:
                     break                  # nobody free: everyone behind waits too (arrival order)
                 for agent in agents:
-                    states[agent] = strategy.AgentState(states[agent].calls + 1, states[agent].answered,
-                                                        states[agent].idle_since)
+                    self._set_calls(agent, self.calls.get(agent, 0) + 1)
+                    self.recheck.setdefault(agent, now + self.RECHECK)
                 KSR.htable.sht_sets("qstat", f"rr:{q.number}", agents[-1])
                 KSR.htable.sht_sets("qtxn", f"offer:{waiter.tindex}:{waiter.tlabel}", ",".join(agents))
                 _resume(key, waiter, qe.Offer())
             self.heads[q.number] = head
 
-    @staticmethod
-    def _report(q, head: int, tail: int, states, available: set[str]) -> None:
+    def _pick(self, q, ix, waiter, now: float, is_registered) -> list[str]:
+        """The strategy's choice among free, registered agents; each chosen agent's calls are
+        read again (a direct call may have made it busy), and the choice made again if so."""
+        sticky = strategy.sticky_agent(q, _last_agent(q.number, waiter.caller), now)
+        while True:
+            free = ix.in_order(a for a in self.free[q.number] if is_registered(a))
+            if not free:
+                return []
+            states = {a: strategy.AgentState(self.calls.get(a, 0), self._answered(q, a), self.idle_since.get(a, 0.0))
+                      for a in free}
+            agents = strategy.choose(q, free, states, _get("qstat", f"rr:{q.number}"), sticky, index=ix)
+            stale = False
+            for agent in agents:
+                calls = agent_calls(agent)
+                self.reads += 1
+                if calls != self.calls.get(agent, 0):
+                    self._set_calls(agent, calls)
+                    stale = True
+            if not stale:
+                return agents
+
+    def _answered(self, q, agent: str) -> int:
+        if q.strategy != "fewest_calls":
+            return 0
+        self.reads += 1
+        return int(_get("qstat", f"ans:{q.number}:{agent}") or 0)
+
+    def _report(self, q, head: int, tail: int, is_registered) -> None:
         """Queue length and agents by state, for the metrics (once a second)."""
         waiting = sum(1 for seq in range(head, tail + 1)
                       if (_get("qwait", f"{q.number}:{seq}") or "").startswith(qe.WAITING + "|"))
         metrics.queue_waiting(q.name, waiting)
-        counts = {"idle": 0, "busy": 0, "logged_out": 0, "unregistered": 0}
-        for agent in q.agents:
-            if not agent.logged_in:
-                counts["logged_out"] += 1
-            elif agent.number not in available:
+        logged = self.logged.get(q.number, set())
+        counts = {"idle": 0, "busy": 0, "logged_out": len(q.agents) - len(logged), "unregistered": 0}
+        for agent in logged:
+            if not is_registered(agent):
                 counts["unregistered"] += 1
             else:
-                counts["busy" if states[agent.number].calls else "idle"] += 1
+                counts["busy" if self.calls.get(agent, 0) else "idle"] += 1
         for state, n in counts.items():
             metrics.set_agents(q.name, state, n)
-
-    def _states(self, q, now: float) -> dict[str, strategy.AgentState]:
-        states = {}
-        for agent in q.agents:
-            calls = agent_calls(agent.number)
-            if calls == 0 and self.was_busy.get(agent.number):
-                self.idle_since[agent.number] = now
-            self.was_busy[agent.number] = calls > 0
-            answered = int(_get("qstat", f"ans:{q.number}:{agent.number}") or 0)
-            states[agent.number] = strategy.AgentState(calls, answered, self.idle_since.get(agent.number, 0.0))
-        return states
 
 
 # ------------------------------------------------------------------ resumed transactions

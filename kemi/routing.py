@@ -130,10 +130,20 @@ def _local(dial, directory, default_timeout, caller, caller_display, exclude=Non
                     fallback=group.timeout_target if group else None)
 
 
+def _snapshot_logged_in(group_number: str, number: str, logged_in: bool) -> bool:
+    return logged_in
+
+
+# agents (issue 11): a member's state is runtime state in shared memory; the adapter installs
+# kemi.agent_keys.ringall_logged_in here. (group number, member, snapshot's value) -> logged in
+member_logged_in = _snapshot_logged_in
+
+
 def _ringall(group, directory, default_timeout, exclude=None) -> Plan:
     timeout = group.ring_timeout or default_timeout
     steps = tuple(hunt.Step(number, timeout) for number, logged_in in group.members
-                  if logged_in and directory.active_subscriber(number) and number != exclude)
+                  if member_logged_in(group.number, number, logged_in)
+                  and directory.active_subscriber(number) and number != exclude)
     if not steps and not group.timeout_target:
         if any(number == exclude for number, _logged_in in group.members):
             return Reject(480, f"Temporarily Unavailable - no other member of {group.name} available")

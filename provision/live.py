@@ -25,8 +25,14 @@ READ_ONLY = {"list", "show", "export"}
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
 
 
+# agents (issue 11): agent state is live in Kamailio's shared memory when kemictl returns
+# (pushed over RPC); it reloads no snapshot, so there is nothing to wait for.
+NO_SNAPSHOT = {("agent", "login"), ("agent", "logout"), ("agent", "pause"), ("agent", "unpause"),
+               ("agent", "dnd"), ("agent", "status")}
+
+
 def changes_routing(area: str, action: str | None) -> bool:
-    return area != "journal" and action not in READ_ONLY
+    return area != "journal" and action not in READ_ONLY and (area, action) not in NO_SNAPSHOT
 
 
 def synced_dir(var_dir: str) -> Path:

@@ -379,6 +379,20 @@ class JournalShipper(Process):
         super().stop(timeout)
 
 
+class AgentShipper(JournalShipper):
+    """agents (issue 11), tools/agent_shipper.py: agent state changes and queue statistics
+    from var/agents/*.jsonl into PostgreSQL. Started before Kamailio and stopped after it."""
+
+    name = "agent_shipper"
+
+    @property
+    def pidfile(self) -> Path:
+        return Path(self.settings.var_dir) / "run" / "agent-shipper.pid"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tools.agent_shipper"]
+
+
 class DirectoryLoader(Process):
     """tools/directory_loader.py: the only reader of routing data from PostgreSQL; writes the
     snapshot file every SIP worker reads (kemi/store.py). Ready: the file exists."""
@@ -469,6 +483,7 @@ class Stack:
         from tools.flow_helper import FlowHelper  # here: tools.flow_helper imports this module
         self.flow_helper = FlowHelper(settings)
         self.media = MediaService(settings)   # media
+        self.agent_shipper = AgentShipper(settings)   # agents: state changes into PostgreSQL
         self.supervisor: Supervisor | None = None
         self.media_gate: MediaGate | None = None
 
@@ -477,7 +492,7 @@ class Stack:
         """What the supervisor restarts when it dies, in start order. One more supervised
         process: one more Process subclass and one more entry here."""
         return [p for p in (self.postgres, self.loader, self.shipper, self.rtpengine, self.flow_helper,
-                            self.media, self.kamailio, self.exporter) if p is not None]
+                            self.media, self.kamailio, self.exporter, self.agent_shipper) if p is not None]
 
     def start_database(self) -> None:
         if self.postgres:
@@ -495,6 +510,7 @@ class Stack:
         self.loader.start()
         self.shipper.start()
         say(f"journal: shipping {self.settings.var_dir}/journal to the database, log {self.shipper.log}")
+        self.agent_shipper.start()   # agents
         self.rtpengine.start()
         say(f"rtpengine: NG on {self.settings.rtpengine_ng}, log {self.rtpengine.log}")
         self.flow_helper.start()
@@ -522,6 +538,7 @@ class Stack:
         self.kamailio.stop()
         self.flow_helper.stop()  # flows:
         self.shipper.stop()  # after Kamailio: ships what it wrote up to its stop
+        self.agent_shipper.stop()   # agents: likewise
         self.loader.stop()
         self.rtpengine.stop()
         self.media.stop()   # media

@@ -100,6 +100,9 @@ def test_auto_pause_after_unanswered_offers(proxy):
     assert '"event":"agent_paused"' in records.replace(" ", "") and agent in records
     samples = exporter_samples(proxy.stack.exporter.url)
     assert total(samples, "kemi_agent_auto_pauses_total", queue=name) == 1
+    # agents (issue 11): the pause reaches the database through the agent shipper
+    from tests.e2e.test_agent_state import db_states, wait_until
+    wait_until(lambda: db_states(proxy, {agent}) == {f"q:{number}:{agent}": "p:auto"}, what="p:auto stored")
     assert "nothing to unpause" not in proxy.kemictl("agent", "unpause", agent).stdout
     assert "logged in" in state(proxy, agent)
 

@@ -11,8 +11,8 @@ from provision.live import changes_routing, wait_until_live
 
 
 @pytest.mark.parametrize("area, action, waits", [
-    ("subscriber", "add", True), ("hunt", "import", True), ("agent", "logout", True),
-    ("subscriber", "list", False), ("hunt", "show", False), ("hunt", "export", False), ("journal", None, False),
+    ("subscriber", "add", True), ("hunt", "import", True), ("agent", "logout", False),   # agents: live over RPC, no reload
+    ("subscriber", "list", False), ("hunt", "show", False), ("hunt", "export", False), ("journal", None, False), ("queue", "agents", True),
 ])
 def test_which_commands_wait(area, action, waits):
     assert changes_routing(area, action) is waits
