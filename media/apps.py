@@ -100,6 +100,22 @@ def parse(header: str | None) -> App:
     raise AppError(404, f"Not Found - no media app {name[:20]!r}")
 
 
+def parse_hold_info(body: str) -> tuple[int, int] | None:
+    """The body of the proxy's hold INFO: `end` -> None; `position=N;wait=S` -> (N, S)."""
+    text = (body or "").strip()
+    if text == "end":
+        return None
+    values: dict[str, int] = {}
+    for pair in text.split(";"):
+        key, eq, value = pair.strip().partition("=")
+        if key not in ("position", "wait") or not eq or not value.isdigit() or len(value) > 6:
+            raise AppError(400, "Bad Request - hold INFO body must be 'end' or position=N;wait=S")
+        values[key] = int(value)
+    if "position" not in values:
+        raise AppError(400, "Bad Request - hold INFO body must be 'end' or position=N;wait=S")
+    return values["position"], values.get("wait", 0)
+
+
 def _menu(params: dict[str, str]) -> Menu:
     low, high = 1, 1
     if "digits" in params:

@@ -39,6 +39,9 @@ SPEECH = {
     "vm-full": "The mailbox is not available.",
     "you-are-caller": "You are caller number",
     "please-hold": "All our agents are busy. Please hold the line.",
+    "queue-wait": "Your expected wait is about",
+    "minutes": "minutes",
+    "queue-wait-short": "You will be connected in less than a minute.",
     "invalid": "That is not a valid choice.",
     **{f"digit-{d}": w for d, w in enumerate("zero one two three four five six seven eight nine".split())},
 }

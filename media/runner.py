@@ -198,18 +198,26 @@ class Runner:
         while True:
             done = self.leg.play(music[offset:] if offset else music, 1 if offset else 1000)
             started = loop.time()
-            if not self.app.interval or not self.call.position:
-                wait = self.app.interval or 3600
-            else:
-                wait = self.app.interval
-            await asyncio.wait([done], timeout=wait)
+            await asyncio.wait([done], timeout=self.app.interval or 3600)
             if done.done() and done.result():
                 offset = 0
                 continue
             offset = (offset + int((loop.time() - started) * 8000)) % max(1, len(music))
             offset -= offset % FRAME
-            if self.call.position:
-                await self.play_many(["you-are-caller", *self.say_number(str(self.call.position))], interrupt=False)
+            if self.app.interval:
+                await self.announce()
+
+    async def announce(self) -> None:
+        """hold: "you are caller number N" and/or the expected wait, as the proxy last said."""
+        items: list[str] = []
+        if self.call.position:
+            items += ["you-are-caller", *self.say_number(str(self.call.position))]
+        if self.call.wait:
+            minutes = -(-self.call.wait // 60)
+            items += ["queue-wait-short"] if self.call.wait < 60 else ["queue-wait", *self.say_number(str(minutes)), "minutes"]
+        if items:
+            self.leg.stop_playing()
+            await self.play_many(items, interrupt=False)
 
     # ------------------------------------------------------------ voicemail: leave
     async def leave(self):

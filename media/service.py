@@ -44,6 +44,7 @@ class Call:
     ended: bool = False
     cseq: int = 1
     position: int | None = None           # hold: the queue position the proxy reported last
+    wait: int = 0                         # hold: the expected wait (s) the proxy reported last (0: unknown)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -160,6 +161,8 @@ class Service(Notifier, asyncio.DatagramProtocol):
         elif method == "BYE":
             self.reply(msg, addr, 200, "OK", call)
             self.hang_up(call, "caller hung up")
+        elif method == "INFO" and "x-kemi-hold" in (msg.get("content-type") or "").lower():
+            self.on_hold_info(msg, addr, call)
         elif method == "INFO" and "x-kemi-position" in (msg.get("content-type") or "").lower():
             ok = msg.body.strip().isdigit() and len(msg.body.strip()) <= 6
             self.reply(msg, addr, 200 if ok else 400, "OK" if ok else "Bad Request - position must be a number", call)
@@ -175,6 +178,28 @@ class Service(Notifier, asyncio.DatagramProtocol):
         else:
             self.reply(msg, addr, 405, "Method Not Allowed", call,
                        headers=[("Allow", "INVITE, ACK, CANCEL, BYE, INFO, OPTIONS")])
+
+    def on_hold_info(self, msg: sip.Message, addr, call: Call) -> None:
+        """The proxy's queue dispatcher about a caller on hold: `end` (an agent is free or the
+        wait is over: the branch ends 302 done) or `position=N;wait=S`. Proxy only."""
+        if not self.is_trusted(addr):
+            self.count("untrusted")
+            if self.untrusted.allow(addr[0]):
+                self.reply(msg, addr, 403, "Forbidden - hold control is for the proxy only", call)
+            return
+        try:
+            update = apps.parse_hold_info(msg.body)
+        except apps.AppError as err:
+            self.reply(msg, addr, err.status, err.reason, call)
+            return
+        self.reply(msg, addr, 200, "OK", call)
+        if not isinstance(call.app, apps.Hold):
+            return
+        if update is None:
+            self.count("hold_ended")
+            self.finish(call, 302, "Moved Temporarily", outcome=("done", ""))
+        else:
+            call.position, call.wait = update
 
     def new_call(self, msg: sip.Message, addr) -> None:
         if not self.is_trusted(addr):
