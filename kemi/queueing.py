@@ -141,7 +141,8 @@ def _enqueue_on_hold(queue, caller: str, seq: int, hold) -> int:
     KSR.pv.sets("$avp(queue_name)", queue.name)
     KSR.pv.sets("$avp(queue_caller)", caller)
     interval = hold.interval if hold.position or hold.wait else 0
-    KSR.pv.sets(HOLD_HEADER, f"X-Kemi-App: hold;music={hold.music};interval={interval}")
+    KSR.pv.sets(HOLD_HEADER, f"X-Kemi-App: hold;music={hold.music};interval={interval};"
+                             f"max={queue.max_wait + 2 * SUSPEND_MARGIN}")
     KSR.htable.sht_sets("qtxn", f"{tindex}:{tlabel}", f"{queue.number}:{seq}")
     KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
     KSR.htable.sht_sets("qtxn", f"hcid:{tindex}:{tlabel}", pv("$ci") or "")

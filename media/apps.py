@@ -57,6 +57,7 @@ class Hold:
     music: str
     interval: int = 30
     position: int = 0
+    max_seconds: int = 3600   # ends by itself (302 timeout) after this, should the proxy forget it
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def parse(header: str | None) -> App:
             return VmAccess(_box(params.get("box"), required=False))
         if name == "hold":
             return Hold(_audio(params, "music"), _int(params, "interval", 30, 0, 3600),
-                        _int(params, "position", 0, 0, 100000))
+                        _int(params, "position", 0, 0, 100000), _int(params, "max", 3600, 1, 90000))
         if name == "mwi":
             return Mwi(_box(params.get("box"), required=True))
         if name == "play":

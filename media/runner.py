@@ -195,10 +195,11 @@ class Runner:
             self.call.position = self.app.position
         loop = asyncio.get_running_loop()
         offset = 0
-        while True:
+        ends = loop.time() + self.app.max_seconds
+        while loop.time() < ends:
             done = self.leg.play(music[offset:] if offset else music, 1 if offset else 1000)
             started = loop.time()
-            await asyncio.wait([done], timeout=self.app.interval or 3600)
+            await asyncio.wait([done], timeout=min(self.app.interval or 3600, max(0.0, ends - loop.time())))
             if done.done() and done.result():
                 offset = 0
                 continue
@@ -206,6 +207,8 @@ class Runner:
             offset -= offset % FRAME
             if self.app.interval:
                 await self.announce()
+        self.log("hold: maximum time reached")
+        return "timeout", ""
 
     async def announce(self) -> None:
         """hold: "you are caller number N" and/or the expected wait, as the proxy last said."""
