@@ -242,6 +242,12 @@ class Runner:
         self.leg.recording = None
         message_id, self.message_id = self.message_id, None
         await self.store.append(message_id, rest, complete=True)
+        await self.store.query("UPDATE voicemail_message SET email_state = 'pending' WHERE id = %s AND EXISTS "
+                               "(SELECT 1 FROM voicemail_box WHERE number = %s AND email IS NOT NULL)",
+                               (message_id, self.box.number), "none")   # voicemail by email (media/mailer.py)
+        mailer = getattr(self.service, "mailer", None)
+        if mailer is not None:
+            mailer.poke()
         new, _saved = await self.store.counts(self.box.number)
         self.log(f"voicemail: message {message_id} stored in box {self.box.number}")
         notify = getattr(self.service, "message_waiting", None)

@@ -85,6 +85,7 @@ class Service(Notifier, asyncio.DatagramProtocol):
         self.counters: dict[str, int] = {}
         self.jitter_samples: list[float] = []
         self.subs: dict[str, Subscription] = {}
+        self.mailer = None              # voicemail by email (media/mailer.py), set by __main__
         self.active = 0                 # calls with an app running (ended ones linger in `calls` for Timer H)
 
     # ------------------------------------------------------------ plumbing
