@@ -80,6 +80,7 @@ class Service(Notifier, asyncio.DatagramProtocol):
         self.log = log
         self.transport = None
         self.calls: dict[str, Call] = {}
+        self.replaced: dict[str, Call] = {}   # INVITE branch -> an ended call whose Call-ID has a newer branch
         self.clock: MediaClock | None = None
         self.untrusted = Bucket(rate=5, burst=10)
         self.counters: dict[str, int] = {}
@@ -141,7 +142,16 @@ class Service(Notifier, asyncio.DatagramProtocol):
             self.on_subscribe(msg, addr)
             return
         call = self.calls.get(msg.call_id)
-        if method == "INVITE" and call is None and sip.tag_of(msg.get("to", "")) is None:
+        if method == "ACK" and call is not None and msg.branch != call.invite.branch and msg.branch in self.replaced:
+            call = self.replaced[msg.branch]   # the ACK of an earlier branch's final response
+        if method == "INVITE" and sip.tag_of(msg.get("to", "")) is None and (
+                call is None or (call.ended and msg.branch != call.invite.branch)):
+            # A new call, or the proxy's next branch of the same call (a flow's menu after its
+            # play node, a queue caller's music again after an unanswered offer): same Call-ID,
+            # new branch, no To tag. The ended one stays reachable for its ACK.
+            if call is not None:
+                self.replaced[call.invite.branch] = call
+                asyncio.get_running_loop().call_later(TIMER_H, self.replaced.pop, call.invite.branch, None)
             self.new_call(msg, addr)
         elif call is None:
             if method != "ACK" and (self.is_trusted(addr) or self.untrusted.allow(addr[0])):
@@ -285,7 +295,7 @@ class Service(Notifier, asyncio.DatagramProtocol):
         if call.task and asyncio.current_task() is not call.task:
             call.task.cancel()
         self.calls.setdefault(call.invite.call_id, call)
-        asyncio.get_running_loop().call_later(TIMER_H, self.calls.pop, call.invite.call_id, None)
+        asyncio.get_running_loop().call_later(TIMER_H, self.forget, call)
 
     def retransmit(self, call: Call) -> None:
         async def loop():
@@ -335,7 +345,12 @@ class Service(Notifier, asyncio.DatagramProtocol):
                 self.jitter_samples.append(call.leg.jitter_ms())
                 del self.jitter_samples[:-5000]
             call.leg.close()
-        asyncio.get_running_loop().call_later(TIMER_H if call.final else 0, self.calls.pop, call.invite.call_id, None)
+        asyncio.get_running_loop().call_later(TIMER_H if call.final else 0, self.forget, call)
+
+    def forget(self, call: Call) -> None:
+        """Drop a call from the table, unless a newer branch of its Call-ID took its place."""
+        if self.calls.get(call.invite.call_id) is call:
+            del self.calls[call.invite.call_id]
 
     def on_response(self, msg: sip.Message, addr) -> None:
         pass   # responses to our BYEs: nothing to do
