@@ -35,10 +35,11 @@ def run(coro, timeout: float = 120):
 class Agent(Phone):
     """A registered phone that answers every INVITE after a short ring and sends a tone."""
 
-    def __init__(self, user: str, password: str):
+    def __init__(self, user: str, password: str, busy_then_away: tuple | None = None):
         super().__init__(user, password)
         self.invites: list[sip.Message] = []
         self.legs = []
+        self.busy_then_away = busy_then_away   # (proxy address,): unregister, then 486 the first offer
 
     def datagram_received(self, data: bytes, addr) -> None:
         try:
@@ -58,6 +59,11 @@ class Agent(Phone):
         from media import leg as legmod
         tag = uuid.uuid4().hex[:8]
         self.transport.sendto(sip.response(msg, 180, "Ringing", to_tag=tag), addr)
+        if self.busy_then_away:
+            target, self.busy_then_away = self.busy_then_away[0], None
+            await register(self, target, expires=0)     # not offered again until it registers
+            self.transport.sendto(sip.response(msg, 486, "Busy Here", to_tag=tag), addr)
+            return
         offer = sdp.parse_offer(msg.body)
         leg = await legmod.open_leg(self.clock, self.address, offer.payload_type, offer.event_type,
                                     (offer.address, offer.port))
@@ -155,6 +161,37 @@ def test_waiting_caller_hears_music_and_position_then_the_agent(proxy):
     run(scenario())
     log = proxy.stack.kamailio.log.read_text()
     assert f"queue {name}: {caller} waits as #1 with music music-{name}" in log
+
+
+def test_unanswered_offer_puts_the_caller_back_on_music(proxy):
+    agent, agent_pw = proxy.subscriber()
+    caller, caller_pw = proxy.subscriber()
+    name, number = hold_queue(proxy, agent, interval=0, announce="none")
+
+    async def scenario():
+        phone = await Phone(caller, caller_pw).open()
+        agent_phone = await Agent(agent, agent_pw, busy_then_away=(proxy.address,)).open()
+        try:
+            await register(agent_phone, proxy.address)
+            call = await phone.call(proxy.address, uri(proxy, number), wait_for=(183,))
+            await wait_until_async(lambda: len(agent_phone.invites) == 1, timeout=20)   # offered, 486
+            mark = len(call.received())
+            # back in line at the same place: a new hold branch, the music again
+            await wait_until_async(lambda: tone_share(call.received_since(mark)[-4000:], MUSIC_HZ) > 0.7, timeout=20)
+            assert call.final is None
+            await register(agent_phone, proxy.address)
+            final = await call.wait_final(30)
+            assert final.status == 200 and len(agent_phone.invites) == 2
+            follow_answer(call)
+            mark = len(call.received())
+            await wait_until_async(lambda: tone_share(call.received_since(mark)[-4000:], AGENT_HZ) > 0.7, timeout=15)
+            call.bye()
+        finally:
+            phone.close()
+            agent_phone.close()
+
+    run(scenario())
+    assert "back in line (music)" in proxy.stack.kamailio.log.read_text()
 
 
 def test_caller_who_hangs_up_while_on_hold_leaves_the_line(proxy):
