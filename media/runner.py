@@ -4,10 +4,11 @@ this module plays, waits for digits and records through the call's RTP leg."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import numpy as np
 
-from media import apps, audio, menu as menumod, pin, sip, vmkeys
+from media import apps, audio, menu as menumod, pin, sip, spoken, vmkeys
 from media.leg import FRAME
 
 DIGIT_TIMEOUT = 8.0
@@ -224,8 +225,13 @@ class Runner:
 
     # ------------------------------------------------------------ voicemail: leave
     async def leave(self):
-        greeting = audio.from_pcm_bytes(self.box.greeting) if self.box.greeting else await self.audio("vm-greeting")
-        await self.play(greeting)                  # any key skips the greeting
+        if self.box.greeting:
+            await self.play(audio.from_pcm_bytes(self.box.greeting))     # any key skips the greeting
+        elif self.box.name:      # the default greeting with the owner's recorded name
+            if await self.play(audio.from_pcm_bytes(self.box.name)):
+                await self.play("vm-greeting-name")
+        else:
+            await self.play("vm-greeting")
         self.flush_digits()
         await self.play("beep", interrupt=False)
         caller = sip.user_of(sip.uri_of(self.call.invite.get("from", ""))) or "anonymous"
@@ -275,7 +281,8 @@ class Runner:
                     await self.play("vm-no-more")
                 else:
                     info = infos[message]
-                    await self.play_many(["vm-message-from", *self.say_number(info.caller)])
+                    when = info.created_at.astimezone()   # the service's local time
+                    await self.play_many(spoken.received(when, datetime.now(when.tzinfo), info.caller))
                     if self.leg.digits.empty():
                         whole = await self.play(await self.store.message_audio(message))
                         if whole and info.state == "new":
@@ -303,6 +310,9 @@ class Runner:
                 action = "menu"
             elif action == "pin":
                 await self.change_pin(number)
+                action = "menu"
+            elif action == "name":
+                await self.record_name(number)
                 action = "menu"
             elif action == "goodbye":
                 break
@@ -356,6 +366,16 @@ class Runner:
         if len(pcm) >= 8000 // 2:
             await self.store.set_greeting(number, pcm)
             await self.play("vm-greeting-saved")
+
+    async def record_name(self, number: str) -> None:
+        """Key 5: the owner says the name, said in the default greeting ("<name> is not available...")."""
+        await self.play("vm-record-name")
+        self.flush_digits()
+        await self.play("beep", interrupt=False)
+        pcm = await self.record(10)
+        if len(pcm) >= 8000 // 4:
+            await self.store.set_name(number, pcm)
+            await self.play("vm-name-saved")
 
     async def change_pin(self, number: str) -> None:
         await self.play("vm-new-pin")

@@ -15,3 +15,6 @@ ALTER TABLE voicemail_box ADD COLUMN email_keep BOOLEAN NOT NULL DEFAULT true;
 ALTER TABLE voicemail_message ADD COLUMN email_state TEXT
     CHECK (email_state IN ('pending', 'sent', 'failed'));
 ALTER TABLE voicemail_message ADD COLUMN email_attempts INTEGER NOT NULL DEFAULT 0;
+-- The box owner's recorded name (key 5 in the mailbox), said in the default greeting.
+ALTER TABLE voicemail_box ADD COLUMN name_pcm BYTEA
+    CHECK (name_pcm IS NULL OR (length(name_pcm) % 2 = 0 AND length(name_pcm) > 0));
