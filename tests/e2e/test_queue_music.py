@@ -262,3 +262,51 @@ def test_callers_still_queue_in_silence_when_the_media_service_is_down(proxy):
 def scrape(proxy) -> str:
     url = f"http://{proxy.settings.metrics_address}:{proxy.settings.metrics_port}/metrics"
     return urllib.request.urlopen(url, timeout=10).read().decode()
+
+
+def test_kemictl_queue_hold_refuses_bad_values(proxy):
+    agent, _ = proxy.subscriber()
+    name, _number = hold_queue(proxy, agent, interval=5, announce="both")
+    for args, field in ((["--music", "../../etc/passwd"], "music"), (["--music", "no-such-audio"], "music"),
+                        (["--interval", "3601"], "interval"), (["--interval", "-1"], "interval"),
+                        (["--announce", "everything"], "announce")):
+        out = proxy.kemictl("queue", "hold", name, *args, check=False)
+        assert out.returncode == 2 and f"field '{field}'" in out.stderr, (args, out.stderr)
+    out = proxy.kemictl("queue", "hold", "no-such-queue", "--music", "music-hold", check=False)
+    assert out.returncode == 2 and "field 'queue'" in out.stderr
+    with psycopg.connect(proxy.settings.database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT hold_music, announce_interval, announce FROM queue WHERE name = %s", (name,)).fetchone()
+    assert row == (f"music-{name}", 5, "both"), row   # nothing written
+
+
+def test_hold_control_info_from_anyone_but_the_proxy_is_refused(proxy):
+    agent, _ = proxy.subscriber()
+    caller, caller_pw = proxy.subscriber()
+    _name, number = hold_queue(proxy, agent, interval=0, announce="none")
+    host, _, port = proxy.settings.media_sip.rpartition(":")
+
+    async def scenario():
+        phone = await Phone(caller, caller_pw).open()
+        attacker = await Phone("attacker").open()
+        try:
+            call = await phone.call(proxy.address, uri(proxy, number), wait_for=(183,))
+            await wait_until_async(lambda: tone_share(call.received()[-4000:], MUSIC_HZ) > 0.7, timeout=20)
+            headers = [("Via", f"SIP/2.0/UDP 127.0.0.1:{attacker.port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport"),
+                       ("Max-Forwards", "70"), ("From", "<sip:attacker@127.0.0.1>;tag=x1"),
+                       ("To", f"<sip:hold@{host}:{port}>"), ("Call-ID", call.call_id), ("CSeq", "1 INFO")]
+            replies: asyncio.Queue = asyncio.Queue()
+            attacker.waiters[call.call_id] = replies
+            attacker.transport.sendto(sip.request("INFO", f"sip:hold@{host}:{port}", headers, "end",
+                                                  content_type="application/x-kemi-hold"), (host, int(port)))
+            reply = await asyncio.wait_for(replies.get(), 10)
+            assert reply.status == 403, reply.status
+            await asyncio.sleep(1.0)
+            assert call.final is None
+            assert tone_share(call.received()[-4000:], MUSIC_HZ) > 0.7, "the music must go on"
+            call.cancel()
+            assert (await call.wait_final(10)).status == 487
+        finally:
+            phone.close()
+            attacker.close()
+
+    run(scenario())
