@@ -97,6 +97,23 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class QueueHold:
+    """media: what a waiting caller of a queue hears (sql/014): music on early media from the
+    media service, and every `interval` seconds (0: never) the position and/or expected wait."""
+    music: str
+    interval: int = 30
+    announce: str = "position"     # none, position, wait or both
+
+    @property
+    def position(self) -> bool:
+        return self.announce in ("position", "both")
+
+    @property
+    def wait(self) -> bool:
+        return self.announce in ("wait", "both")
+
+
+@dataclass(frozen=True)
 class Trunk:
     id: int
     name: str
@@ -145,6 +162,8 @@ class Directory:
     # seconds between repeated 182s for its waiting callers (queues that set them)
     auto_pause: dict[str, int] = field(default_factory=dict)
     progress_intervals: dict[str, int] = field(default_factory=dict)
+    # media: queue number -> what its waiting callers hear (queues with hold music only)
+    queue_hold: dict[str, QueueHold] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

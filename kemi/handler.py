@@ -42,6 +42,7 @@ class Handler:
         self.flows = flow_engine.FlowEngine(self.settings)  # flows:
         self.vm_rules = voicemail_route.Rules(self.cache, log_error)   # media
         ring.UNANSWERED = self._voicemail_unanswered                   # media
+        queueing.MEDIA_SIP = self.settings.media_sip                   # media: music on hold
         self.features = Features(self.settings)   # phones
         routing.member_logged_in = agent_keys.ringall_logged_in   # agents: state in shared memory
 
@@ -140,6 +141,21 @@ class Handler:
             return voicemail_route.on_failure()
         except Exception:
             return self._internal_error("media failure route", stateful=True)
+
+    def ksr_failure_queue_hold(self, msg) -> int:   # media: a queue caller's music on hold ended
+        try:
+            result = queueing.on_hold_failure(self.cache.get(), self.settings.domain)
+            return self._overflow(result) if isinstance(result, str) else result
+        except Exception:
+            return self._internal_error("queue hold failure route", stateful=True)
+
+    def ksr_branch_queue_hold(self, msg) -> int:
+        try:
+            return queueing.on_hold_branch()
+        except Exception:
+            log_error("queue hold branch route: " + traceback.format_exc())
+            instrument.handler_error("queue hold branch route", replied=False)
+            return 1
 
     def _voicemail_unanswered(self, event: str, fresh: bool) -> int | None:
         return voicemail_route.divert(self.vm_rules, self.settings.media_sip, pv("$avp(vm_box)"), event, fresh)
@@ -506,7 +522,8 @@ class Handler:
         if isinstance(plan, routing.TrunkPlan):
             return outbound.start(plan, caller)
         if isinstance(plan, routing.QueuePlan):
-            return queueing.enqueue(directory.queues[plan.queue], caller, fresh)
+            return queueing.enqueue(directory.queues[plan.queue], caller, fresh,
+                                    hold=directory.queue_hold.get(plan.queue))   # media: music on hold
         if plan.identity is not None:
             apply_identity(plan.identity, self.settings.domain)
         result = ring.start(plan, self.settings.domain, caller, fresh)

@@ -507,3 +507,15 @@ def prime() -> None:
         DB_ERRORS.labels(op)
     CALL_SEIZURES.labels("direct", "none")
     CALL_ANSWERS.labels("direct", "none")
+
+
+# ------------------------------------------------------------------ media: queue hold (kemi/queueing.py)
+
+QUEUE_HOLD_FAILURES = Counter(f"{PREFIX}_queue_hold_failures", "Waiting queue callers whose music on hold "
+                              "from the media service failed (down, refused): they wait on in silence",
+                              ["queue"])
+
+
+@safe
+def queue_hold_failed(queue: str) -> None:
+    QUEUE_HOLD_FAILURES.labels(name_label(queue)).inc()

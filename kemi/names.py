@@ -166,18 +166,20 @@ def decode_trunk(attempts: str | None, index: str | None, overflow: str | None) 
 
 
 def encode_entry(entry: QueueEntry) -> str:
-    return f"{entry.state}|{entry.tindex}|{entry.tlabel}|{entry.arrived:.3f}|{entry.caller}"
+    # media: a caller on hold (music) is marked by an "H" in front of the state: "HW|...", "HO|..."
+    return f"{'H' if entry.hold else ''}{entry.state}|{entry.tindex}|{entry.tlabel}|{entry.arrived:.3f}|{entry.caller}"
 
 
 def decode_entry(text: str) -> QueueEntry:
-    parts = text.split("|", 4)
+    hold = text.startswith("H")   # media: on hold
+    parts = text[1 if hold else 0:].split("|", 4)
     if len(parts) != 5 or parts[0] not in (WAITING, OFFERED) or not parts[1].isdigit() or not parts[2].isdigit():
         raise DecodeError(f"bad queue entry {text[:60]!r}")
     try:
         arrived = float(parts[3])
     except ValueError:
         raise DecodeError(f"bad queue entry time {parts[3]!r}") from None
-    return QueueEntry(parts[0], int(parts[1]), int(parts[2]), arrived, parts[4])
+    return QueueEntry(parts[0], int(parts[1]), int(parts[2]), arrived, parts[4], hold)
 
 
 # scale (issue 11): subscribers live once per machine in this htable (kamailio.cfg); the

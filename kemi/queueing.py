@@ -16,6 +16,19 @@ lives in Kamailio shared memory, so every worker and the dispatcher see one stat
   dialog profile "busy" (value: agent number): the calls each agent is on, ringing or
                  talking, counted across all processes and cleaned when the dialog ends.
 Waiting callers keep their arrival sequence number when an offer fails, so order is kept.
+
+media: a queue with hold music (kemictl queue hold) does not suspend its waiting callers but
+relays each to the media service's `hold` app (music and announcements on early media, the
+call is not answered). The dispatcher ends that branch with an INFO (Content-Type
+application/x-kemi-hold, body `end`; tm retransmits it) when an agent is free or the
+maximum wait passed; the branch's 302 runs `ksr_failure_queue_hold`, which rings the agents
+(or times the caller out) in the same transaction. An unanswered offer relays a new hold
+branch. Position/expected-wait updates are INFOs from the dispatcher's 1 s report tick.
+If the media service fails, the caller waits on suspended, in silence (log line, metric).
+  htable qtxn  "hcid:<tindex>:<tlabel>" -> the caller's Call-ID (the INFO's Call-ID);
+               "end:<tindex>:<tlabel>" -> offer | timeout (why the hold branch was ended);
+               "pos:<tindex>:<tlabel>" -> the last position INFO body sent
+  htable qstat "ewait:<queue>" average wait of answered callers (expected wait, seconds)
 """
 from __future__ import annotations
 
@@ -28,11 +41,17 @@ from kemi import agent_keys  # agents: state in shared memory (issue 11)
 from kemi.core import queue_entry as qe
 from kemi import queue_strategy as strategy
 from kemi.hunt import Step
-from kemi.ksr import EXIT, log_info, new_transaction, pv
+from kemi.ksr import EXIT, log_error, log_info, new_transaction, pv
 
 OFFER_ROUTE = qe.OFFER_ROUTE
 TIMEOUT_ROUTE = qe.TIMEOUT_ROUTE
 FAILURE_ROUTE = "ksr_failure_queue"
+HOLD_FAILURE_ROUTE = "ksr_failure_queue_hold"   # media
+HOLD_BRANCH_ROUTE = "ksr_branch_queue_hold"     # media
+HOLD_HEADER = "$avp(queue_hold)"                # media: the X-Kemi-App header of the hold branch
+HOLD_NO_RESPONSE_MS = 800                       # media: no reply from the media service: it is down
+HOLD_CONTENT_TYPE = "application/x-kemi-hold"
+MEDIA_SIP = ""                                  # media: set by the handler (Settings.media_sip)
 BUSY = "busy"
 TICK = 0.1              # seconds between dispatcher runs (kamailio.cfg rtimer "queues")
 REPORT_INTERVAL = 1.0   # seconds between queue-length and agent-state metric updates
@@ -61,9 +80,16 @@ def incr(table: str, key: str) -> int:
         KSR.htable.sht_unlock(table, key)
 
 
+# media, dispatcher process only: agents offered to a caller on hold, until the hold branch's
+# failure route marked them busy (it runs a moment after the dispatcher's INFO)
+_PENDING: dict[str, float] = {}
+PENDING_SECONDS = 3.0
+
+
 def agent_calls(agent: str) -> int:
     KSR.dialog.get_profile_size(BUSY, agent, "$var(busy)")
-    return int(pv("$var(busy)") or 0)
+    pending = 1 if _PENDING.get(agent, 0.0) > time.time() else 0   # media
+    return int(pv("$var(busy)") or 0) + pending
 
 
 def mark_busy(agent: str) -> None:
@@ -80,8 +106,9 @@ def registered(agent: str, domain: str) -> bool:
 
 # ------------------------------------------------------------------ entering the queue
 
-def enqueue(queue, caller: str, fresh: bool) -> int:
-    """Put the caller in line: 182 Queued, suspend, leave an entry for the dispatcher."""
+def enqueue(queue, caller: str, fresh: bool, hold=None) -> int:
+    """Put the caller in line: 182 Queued, suspend (or, with `hold`, a branch to the media
+    service's music on hold), leave an entry for the dispatcher."""
     if fresh and not new_transaction():
         return EXIT
     if fresh and KSR.sdpops.sdp_content() > 0:
@@ -89,6 +116,8 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     KSR.tm.t_reply(182, "Queued")
     seq = incr("qwait", f"{queue.number}:tail")
     KSR.pv.seti("$avp(queue_max_wait)", queue.max_wait)
+    if hold is not None and MEDIA_SIP and KSR.sdpops.sdp_content() > 0:   # media: music on hold
+        return _enqueue_on_hold(queue, caller, seq, hold)
     if not _suspend(queue.max_wait):
         KSR.tm.t_reply(500, "Server Internal Error - cannot queue the call")
         instrument.call_ended(500)
@@ -105,6 +134,121 @@ def enqueue(queue, caller: str, fresh: bool) -> int:
     journal.queued(pv("$ci"), queue.name)
     log_info(f"queue {queue.name}: {caller} waits as #{seq} ({pv('$ci')})")
     return EXIT
+
+
+def _enqueue_on_hold(queue, caller: str, seq: int, hold) -> int:
+    """media: the caller waits with a branch to the media service's hold app."""
+    tindex, tlabel = pv("$T(id_index)"), pv("$T(id_label)")
+    KSR.pv.sets("$avp(queue)", queue.number)
+    KSR.pv.sets("$avp(queue_name)", queue.name)
+    KSR.pv.sets("$avp(queue_caller)", caller)
+    interval = hold.interval if hold.position or hold.wait else 0
+    KSR.pv.sets(HOLD_HEADER, f"X-Kemi-App: hold;music={hold.music};interval={interval};"
+                             f"max={queue.max_wait + 2 * SUSPEND_MARGIN}")
+    KSR.htable.sht_sets("qtxn", f"{tindex}:{tlabel}", f"{queue.number}:{seq}")
+    KSR.htable.sht_sets("qtxn", f"cid:{pv('$ci')}", f"{tindex}:{tlabel}")
+    KSR.htable.sht_sets("qtxn", f"hcid:{tindex}:{tlabel}", pv("$ci") or "")
+    KSR.htable.sht_sets("qwait", f"{queue.number}:{seq}",
+                        names.encode_entry(qe.arrive(int(tindex), int(tlabel), time.time(), caller, hold=True)))
+    journal.queued(pv("$ci"), queue.name)
+    log_info(f"queue {queue.name}: {caller} waits as #{seq} with music {hold.music} ({pv('$ci')})")
+    if not _relay_hold(queue.max_wait):
+        return _hold_failed(f"{queue.number}:{seq}", "relay failed")
+    return EXIT
+
+
+def _relay_hold(max_wait: int) -> bool:
+    """media: a branch to the hold app, for up to the maximum wait (plus margin)."""
+    limit_ms = (max_wait + SUSPEND_MARGIN) * 1000
+    KSR.pv.sets("$ru", f"sip:hold@{MEDIA_SIP}")
+    KSR.resetdsturi()
+    KSR.tm.t_set_max_lifetime(limit_ms + SUSPEND_MARGIN * 1000, 0)
+    KSR.tm.t_set_fr(limit_ms, HOLD_NO_RESPONSE_MS)
+    KSR.tm.t_on_branch(HOLD_BRANCH_ROUTE)
+    KSR.tm.t_on_failure(HOLD_FAILURE_ROUTE)
+    KSR.tm.t_on_reply(ring.REPLY_ROUTE)
+    return KSR.tm.t_relay() > 0
+
+
+def on_hold_branch() -> int:
+    """media: branch route of the hold branch: its X-Kemi-App header (this branch only)."""
+    header = pv(HOLD_HEADER)
+    if header and pv("$rU") == "hold":   # never on an agent's branch
+        KSR.hdr.append(header + "\r\n")
+    return 1
+
+
+def on_hold_failure(directory, domain: str) -> int | str:
+    """media: the hold branch ended. Ended by the dispatcher: ring the agents (offer) or the
+    timeout destination; the caller hung up: leave; anything else (the media service is
+    down or refused): wait on in silence."""
+    txn = f"{pv('$T(id_index)')}:{pv('$T(id_label)')}"
+    outcome = _get("qtxn", f"end:{txn}")
+    KSR.htable.sht_rm("qtxn", f"end:{txn}")
+    if KSR.tm.t_is_canceled() > 0:
+        leave(_entry_key(), "abandoned")
+        KSR.rtpengine.rtpengine_delete0()
+        instrument.call_ended(487)
+        journal.call_ended(pv("$ci"), 487, "caller hung up while waiting")
+        return EXIT
+    if outcome == "offer":
+        return offer(directory, domain)
+    if outcome == "timeout":
+        return on_timeout(directory)
+    entry_key = _entry_key()
+    if entry_key is None:
+        KSR.tm.t_reply(500, "Server Internal Error - lost the queue position")
+        instrument.call_ended(500)
+        return EXIT
+    return _hold_failed(entry_key, f"media service answered {pv('$T_reply_code')}")
+
+
+def _hold_failed(entry_key: str, why: str) -> int:
+    """media: no music; the caller waits on suspended (silence), still in line."""
+    log_error(f"queue {pv('$avp(queue_name)')}: music on hold for {pv('$ci')} failed ({why}); waits in silence")
+    metrics.queue_hold_failed(pv("$avp(queue_name)") or "")
+    entry = _get("qwait", entry_key)
+    if entry is None or not _suspend(int(pv("$avp(queue_max_wait)") or 0)):
+        KSR.tm.t_reply(500, "Server Internal Error - cannot queue the call")
+        instrument.call_ended(500)
+        return EXIT
+    waiter = names.decode_entry(entry)
+    KSR.htable.sht_sets("qwait", entry_key, names.encode_entry(qe.QueueEntry(
+        qe.WAITING, waiter.tindex, waiter.tlabel, waiter.arrived, waiter.caller)))
+    long_calls.on_queued(pv("$T(id_index)"), pv("$T(id_label)"))   # phones: 182 repeated while waiting
+    return EXIT
+
+
+def _hold_info(txn: str, body: str) -> bool:
+    """media: an INFO to the caller's hold leg (dispatcher); tm retransmits it until answered."""
+    call_id = _get("qtxn", f"hcid:{txn}")
+    if not call_id or not MEDIA_SIP:
+        return False
+    headers = (f"From: <sip:queue@{MEDIA_SIP}>;tag=q{txn.replace(':', 'x')}\r\n"
+               f"To: <sip:hold@{MEDIA_SIP}>\r\nCall-ID: {call_id}\r\n"
+               f"Content-Type: {HOLD_CONTENT_TYPE}\r\n")
+    return KSR.tm.t_uac_send("INFO", f"sip:hold@{MEDIA_SIP}", "", "", headers, body) > 0
+
+
+def announce(q, head: int, tail: int, hold) -> None:
+    """media, dispatcher report tick: each caller on hold learns its position (and the
+    expected wait) when it changed."""
+    position = 0
+    expected = int(float(_get("qstat", f"ewait:{q.number}") or 0)) if hold.wait else 0
+    for seq in range(head, tail + 1):
+        entry = _get("qwait", f"{q.number}:{seq}")
+        if entry is None:
+            continue
+        waiter = names.decode_entry(entry)
+        if not waiter.waiting:
+            continue
+        position += 1
+        if not waiter.hold:
+            continue
+        body = f"position={position if hold.position else 0};wait={expected}"
+        txn = f"{waiter.tindex}:{waiter.tlabel}"
+        if _get("qtxn", f"pos:{txn}") != body and _hold_info(txn, body):
+            KSR.htable.sht_sets("qtxn", f"pos:{txn}", body)
 
 
 def _suspend(max_wait: int) -> bool:
@@ -127,11 +271,21 @@ def leave(entry_key: str | None, outcome: str) -> None:
     if entry is not None:
         arrived = names.decode_entry(entry).arrived
         metrics.observe_queue_wait(pv("$avp(queue_name)") or "", max(0.0, time.time() - arrived), outcome)
+        if outcome == "answered":   # media: the expected wait announced to callers on hold
+            _average_wait(pv("$avp(queue)") or "", max(0.0, time.time() - arrived))
     if entry_key:
         KSR.htable.sht_rm("qwait", entry_key)
+    for key in ("hcid", "end", "pos"):   # media
+        KSR.htable.sht_rm("qtxn", f"{key}:{pv('$T(id_index)')}:{pv('$T(id_label)')}")
     KSR.htable.sht_rm("qtxn", f"{pv('$T(id_index)')}:{pv('$T(id_label)')}")
     KSR.htable.sht_rm("qtxn", f"cid:{pv('$ci')}")
     long_calls.forget(pv("$T(id_index)"), pv("$T(id_label)"))   # phones
+
+
+def _average_wait(queue: str, seconds: float) -> None:
+    """media: moving average (1/5 weight) of the wait of answered callers."""
+    old = float(_get("qstat", f"ewait:{queue}") or 0)
+    KSR.htable.sht_sets("qstat", f"ewait:{queue}", f"{seconds if old == 0 else 0.8 * old + 0.2 * seconds:.1f}")
 
 
 # ------------------------------------------------------------------ the dispatcher
@@ -278,6 +432,8 @@ class Dispatcher:
             head = self.heads.get(q.number, 1)
             if report:
                 self._report(q, head, tail, is_registered)
+                if q.number in directory.queue_hold:   # media: position INFOs to callers on hold
+                    announce(q, head, tail, directory.queue_hold[q.number])
             if head > tail:
                 continue
             ix = self.index[q.number]
@@ -338,7 +494,7 @@ class Dispatcher:
     def _report(self, q, head: int, tail: int, is_registered) -> None:
         """Queue length and agents by state, for the metrics (once a second)."""
         waiting = sum(1 for seq in range(head, tail + 1)
-                      if (_get("qwait", f"{q.number}:{seq}") or "").startswith(qe.WAITING + "|"))
+                      if (_get("qwait", f"{q.number}:{seq}") or "").lstrip("H").startswith(qe.WAITING + "|"))
         metrics.queue_waiting(q.name, waiting)
         logged = self.logged.get(q.number, set())
         counts = {"idle": 0, "busy": 0, "logged_out": len(q.agents) - len(logged), "unregistered": 0}
@@ -401,6 +557,14 @@ def requeue(why: str) -> int:   # phones: also after a repeated 182 (kemi/long_c
 def _requeue(why: str) -> int:
     entry_key = _entry_key()
     entry = _get("qwait", entry_key) if entry_key else None
+    if entry is not None and names.decode_entry(entry).hold and MEDIA_SIP:   # media: music again
+        waiter, _ = qe.on_event(names.decode_entry(entry), qe.Requeue())
+        KSR.htable.sht_sets("qwait", entry_key, names.encode_entry(waiter))
+        KSR.htable.sht_rm("qtxn", f"pos:{pv('$T(id_index)')}:{pv('$T(id_label)')}")
+        log_info(f"queue: {pv('$ci')} back in line (music) as #{entry_key.split(':')[-1]}: {why}")
+        if _relay_hold(int(pv("$avp(queue_max_wait)") or 0)):
+            return EXIT
+        return _hold_failed(entry_key, "relay failed")
     if entry is None or not _suspend(int(pv("$avp(queue_max_wait)") or 0)):
         KSR.tm.t_reply(500, "Server Internal Error - lost the queue position")
         instrument.call_ended(500)
@@ -468,5 +632,14 @@ def _resume(key: str, waiter: qe.QueueEntry, event: qe.QueueEvent) -> bool:
     if action is None:
         return False
     KSR.htable.sht_sets("qwait", key, names.encode_entry(waiter))
+    if isinstance(action, qe.EndHold):   # media: the hold branch's failure route goes on
+        txn = f"{waiter.tindex}:{waiter.tlabel}"
+        KSR.htable.sht_sets("qtxn", f"end:{txn}", action.outcome)
+        for agent in (_get("qtxn", f"offer:{txn}") or "").split(",") if action.outcome == "offer" else ():
+            if agent:
+                _PENDING[agent] = time.time() + PENDING_SECONDS
+        if not _hold_info(txn, "end"):
+            log_error(f"queue: could not end the hold branch of {txn}")
+        return True
     KSR.tmx.t_continue(waiter.tindex, waiter.tlabel, action.route)
     return True

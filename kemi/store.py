@@ -133,11 +133,21 @@ def load_directory(conn: psycopg.Connection, subscribers: bool = True) -> Direct
         cur.execute("SELECT name, number, auto_pause, progress_interval FROM queue")
         queue_rows = cur.fetchall()
     voicemail_rules = load_rules(conn)   # media
+    queue_hold = load_queue_hold(conn)   # media
     people: Mapping[str, Subscriber] = DbSubscribers(conn) if subscribers else {}
     return Directory(people, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
                      flows=flows, voicemail_rules=voicemail_rules,
                      auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
-                     progress_intervals={number: s for _, number, _, s in queue_rows if s is not None})
+                     progress_intervals={number: s for _, number, _, s in queue_rows if s is not None},
+                     queue_hold=queue_hold)
+
+
+def load_queue_hold(conn) -> dict:
+    """media: queues whose waiting callers hear music (sql/014)."""
+    from kemi.directory import QueueHold
+    with conn.cursor() as cur:
+        cur.execute("SELECT number, hold_music, announce_interval, announce FROM queue WHERE hold_music IS NOT NULL")
+        return {r[0]: QueueHold(r[1], r[2], r[3]) for r in cur}
 
 
 def snapshot_path(var_dir: str) -> Path:

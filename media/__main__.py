@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from kemi.config import Settings
-from media import builtin, leg, store
+from media import builtin, leg, mailer, store
 from media.runner import Runner
 from media.service import Service
 
@@ -38,8 +38,13 @@ async def main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     reporter = loop.create_task(service.report())
+    from tools.flow_helper import send_mail   # the project's one mail path (KEMI_SMTP_*)
+    service.mailer = mailer.Mailer(service.store, settings, log, send_mail, on_deleted=service.message_waiting,
+                                   count=service.count)
+    mailing = loop.create_task(service.mailer.run())
     await stop.wait()
     reporter.cancel()
+    mailing.cancel()
     log("stopping")
 
 

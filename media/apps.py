@@ -57,6 +57,7 @@ class Hold:
     music: str
     interval: int = 30
     position: int = 0
+    max_seconds: int = 3600   # ends by itself (302 timeout) after this, should the proxy forget it
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def parse(header: str | None) -> App:
             return VmAccess(_box(params.get("box"), required=False))
         if name == "hold":
             return Hold(_audio(params, "music"), _int(params, "interval", 30, 0, 3600),
-                        _int(params, "position", 0, 0, 100000))
+                        _int(params, "position", 0, 0, 100000), _int(params, "max", 3600, 1, 90000))
         if name == "mwi":
             return Mwi(_box(params.get("box"), required=True))
         if name == "play":
@@ -98,6 +99,22 @@ def parse(header: str | None) -> App:
     except KeyError as err:
         raise AppError(400, f"Bad Request - X-Kemi-App {name}: {err.args[0]} is required") from None
     raise AppError(404, f"Not Found - no media app {name[:20]!r}")
+
+
+def parse_hold_info(body: str) -> tuple[int, int] | None:
+    """The body of the proxy's hold INFO: `end` -> None; `position=N;wait=S` -> (N, S)."""
+    text = (body or "").strip()
+    if text == "end":
+        return None
+    values: dict[str, int] = {}
+    for pair in text.split(";"):
+        key, eq, value = pair.strip().partition("=")
+        if key not in ("position", "wait") or not eq or not value.isdigit() or len(value) > 6:
+            raise AppError(400, "Bad Request - hold INFO body must be 'end' or position=N;wait=S")
+        values[key] = int(value)
+    if "position" not in values:
+        raise AppError(400, "Bad Request - hold INFO body must be 'end' or position=N;wait=S")
+    return values["position"], values.get("wait", 0)
 
 
 def _menu(params: dict[str, str]) -> Menu:

@@ -11,7 +11,7 @@ import subprocess
 import numpy as np
 import psycopg
 
-from media import audio
+from media import audio, spoken
 
 SPEECH = {
     "vm-greeting": "The person you are calling is not available. Please leave a message after the tone. "
@@ -27,7 +27,7 @@ SPEECH = {
     "vm-message-from": "Message from",
     "vm-no-more": "There are no more messages.",
     "vm-menu": "Press 1 to replay, 2 to save, 3 to delete, 6 for the next message, 4 for the previous one, "
-               "7 to record your greeting, 8 to change your PIN, 9 to hang up.",
+               "7 to record your greeting, 5 to record your name, 8 to change your PIN, 9 to hang up.",
     "vm-deleted": "Message deleted.",
     "vm-kept": "Message saved.",
     "vm-record-greeting": "Record your greeting after the tone, then press the pound key.",
@@ -36,11 +36,18 @@ SPEECH = {
     "vm-pin-changed": "Your PIN is changed.",
     "vm-pin-invalid": "A PIN has 4 to 8 digits.",
     "vm-goodbye": "Goodbye.",
+    "vm-greeting-name": "is not available. Please leave a message after the tone. Press the pound key when you are done.",
+    "vm-record-name": "Say your name after the tone, then press the pound key.",
+    "vm-name-saved": "Your name is saved.",
     "vm-full": "The mailbox is not available.",
     "you-are-caller": "You are caller number",
     "please-hold": "All our agents are busy. Please hold the line.",
+    "queue-wait": "Your expected wait is about",
+    "minutes": "minutes",
+    "queue-wait-short": "You will be connected in less than a minute.",
     "invalid": "That is not a valid choice.",
     **{f"digit-{d}": w for d, w in enumerate("zero one two three four five six seven eight nine".split())},
+    **spoken.PROMPTS,   # dates and times of messages (media/spoken.py)
 }
 
 

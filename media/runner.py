@@ -4,10 +4,11 @@ this module plays, waits for digits and records through the call's RTP leg."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import numpy as np
 
-from media import apps, audio, menu as menumod, pin, sip, vmkeys
+from media import apps, audio, menu as menumod, pin, sip, spoken, vmkeys
 from media.leg import FRAME
 
 DIGIT_TIMEOUT = 8.0
@@ -195,26 +196,42 @@ class Runner:
             self.call.position = self.app.position
         loop = asyncio.get_running_loop()
         offset = 0
-        while True:
+        ends = loop.time() + self.app.max_seconds
+        while loop.time() < ends:
             done = self.leg.play(music[offset:] if offset else music, 1 if offset else 1000)
             started = loop.time()
-            if not self.app.interval or not self.call.position:
-                wait = self.app.interval or 3600
-            else:
-                wait = self.app.interval
-            await asyncio.wait([done], timeout=wait)
+            await asyncio.wait([done], timeout=min(self.app.interval or 3600, max(0.0, ends - loop.time())))
             if done.done() and done.result():
                 offset = 0
                 continue
             offset = (offset + int((loop.time() - started) * 8000)) % max(1, len(music))
             offset -= offset % FRAME
-            if self.call.position:
-                await self.play_many(["you-are-caller", *self.say_number(str(self.call.position))], interrupt=False)
+            if self.app.interval:
+                await self.announce()
+        self.log("hold: maximum time reached")
+        return "timeout", ""
+
+    async def announce(self) -> None:
+        """hold: "you are caller number N" and/or the expected wait, as the proxy last said."""
+        items: list[str] = []
+        if self.call.position:
+            items += ["you-are-caller", *self.say_number(str(self.call.position))]
+        if self.call.wait:
+            minutes = -(-self.call.wait // 60)
+            items += ["queue-wait-short"] if self.call.wait < 60 else ["queue-wait", *self.say_number(str(minutes)), "minutes"]
+        if items:
+            self.leg.stop_playing()
+            await self.play_many(items, interrupt=False)
 
     # ------------------------------------------------------------ voicemail: leave
     async def leave(self):
-        greeting = audio.from_pcm_bytes(self.box.greeting) if self.box.greeting else await self.audio("vm-greeting")
-        await self.play(greeting)                  # any key skips the greeting
+        if self.box.greeting:
+            await self.play(audio.from_pcm_bytes(self.box.greeting))     # any key skips the greeting
+        elif self.box.name:      # the default greeting with the owner's recorded name
+            if await self.play(audio.from_pcm_bytes(self.box.name)):
+                await self.play("vm-greeting-name")
+        else:
+            await self.play("vm-greeting")
         self.flush_digits()
         await self.play("beep", interrupt=False)
         caller = sip.user_of(sip.uri_of(self.call.invite.get("from", ""))) or "anonymous"
@@ -231,6 +248,12 @@ class Runner:
         self.leg.recording = None
         message_id, self.message_id = self.message_id, None
         await self.store.append(message_id, rest, complete=True)
+        await self.store.query("UPDATE voicemail_message SET email_state = 'pending' WHERE id = %s AND EXISTS "
+                               "(SELECT 1 FROM voicemail_box WHERE number = %s AND email IS NOT NULL)",
+                               (message_id, self.box.number), "none")   # voicemail by email (media/mailer.py)
+        mailer = getattr(self.service, "mailer", None)
+        if mailer is not None:
+            mailer.poke()
         new, _saved = await self.store.counts(self.box.number)
         self.log(f"voicemail: message {message_id} stored in box {self.box.number}")
         notify = getattr(self.service, "message_waiting", None)
@@ -258,7 +281,8 @@ class Runner:
                     await self.play("vm-no-more")
                 else:
                     info = infos[message]
-                    await self.play_many(["vm-message-from", *self.say_number(info.caller)])
+                    when = info.created_at.astimezone()   # the service's local time
+                    await self.play_many(spoken.received(when, datetime.now(when.tzinfo), info.caller))
                     if self.leg.digits.empty():
                         whole = await self.play(await self.store.message_audio(message))
                         if whole and info.state == "new":
@@ -286,6 +310,9 @@ class Runner:
                 action = "menu"
             elif action == "pin":
                 await self.change_pin(number)
+                action = "menu"
+            elif action == "name":
+                await self.record_name(number)
                 action = "menu"
             elif action == "goodbye":
                 break
@@ -339,6 +366,16 @@ class Runner:
         if len(pcm) >= 8000 // 2:
             await self.store.set_greeting(number, pcm)
             await self.play("vm-greeting-saved")
+
+    async def record_name(self, number: str) -> None:
+        """Key 5: the owner says the name, said in the default greeting ("<name> is not available...")."""
+        await self.play("vm-record-name")
+        self.flush_digits()
+        await self.play("beep", interrupt=False)
+        pcm = await self.record(10)
+        if len(pcm) >= 8000 // 4:
+            await self.store.set_name(number, pcm)
+            await self.play("vm-name-saved")
 
     async def change_pin(self, number: str) -> None:
         await self.play("vm-new-pin")

@@ -44,6 +44,7 @@ class Call:
     ended: bool = False
     cseq: int = 1
     position: int | None = None           # hold: the queue position the proxy reported last
+    wait: int = 0                         # hold: the expected wait (s) the proxy reported last (0: unknown)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -79,11 +80,13 @@ class Service(Notifier, asyncio.DatagramProtocol):
         self.log = log
         self.transport = None
         self.calls: dict[str, Call] = {}
+        self.replaced: dict[str, Call] = {}   # INVITE branch -> an ended call whose Call-ID has a newer branch
         self.clock: MediaClock | None = None
         self.untrusted = Bucket(rate=5, burst=10)
         self.counters: dict[str, int] = {}
         self.jitter_samples: list[float] = []
         self.subs: dict[str, Subscription] = {}
+        self.mailer = None              # voicemail by email (media/mailer.py), set by __main__
         self.active = 0                 # calls with an app running (ended ones linger in `calls` for Timer H)
 
     # ------------------------------------------------------------ plumbing
@@ -139,7 +142,16 @@ class Service(Notifier, asyncio.DatagramProtocol):
             self.on_subscribe(msg, addr)
             return
         call = self.calls.get(msg.call_id)
-        if method == "INVITE" and call is None and sip.tag_of(msg.get("to", "")) is None:
+        if method == "ACK" and call is not None and msg.branch != call.invite.branch and msg.branch in self.replaced:
+            call = self.replaced[msg.branch]   # the ACK of an earlier branch's final response
+        if method == "INVITE" and sip.tag_of(msg.get("to", "")) is None and (
+                call is None or (call.ended and msg.branch != call.invite.branch)):
+            # A new call, or the proxy's next branch of the same call (a flow's menu after its
+            # play node, a queue caller's music again after an unanswered offer): same Call-ID,
+            # new branch, no To tag. The ended one stays reachable for its ACK.
+            if call is not None:
+                self.replaced[call.invite.branch] = call
+                asyncio.get_running_loop().call_later(TIMER_H, self.replaced.pop, call.invite.branch, None)
             self.new_call(msg, addr)
         elif call is None:
             if method != "ACK" and (self.is_trusted(addr) or self.untrusted.allow(addr[0])):
@@ -160,6 +172,8 @@ class Service(Notifier, asyncio.DatagramProtocol):
         elif method == "BYE":
             self.reply(msg, addr, 200, "OK", call)
             self.hang_up(call, "caller hung up")
+        elif method == "INFO" and "x-kemi-hold" in (msg.get("content-type") or "").lower():
+            self.on_hold_info(msg, addr, call)
         elif method == "INFO" and "x-kemi-position" in (msg.get("content-type") or "").lower():
             ok = msg.body.strip().isdigit() and len(msg.body.strip()) <= 6
             self.reply(msg, addr, 200 if ok else 400, "OK" if ok else "Bad Request - position must be a number", call)
@@ -175,6 +189,28 @@ class Service(Notifier, asyncio.DatagramProtocol):
         else:
             self.reply(msg, addr, 405, "Method Not Allowed", call,
                        headers=[("Allow", "INVITE, ACK, CANCEL, BYE, INFO, OPTIONS")])
+
+    def on_hold_info(self, msg: sip.Message, addr, call: Call) -> None:
+        """The proxy's queue dispatcher about a caller on hold: `end` (an agent is free or the
+        wait is over: the branch ends 302 done) or `position=N;wait=S`. Proxy only."""
+        if not self.is_trusted(addr):
+            self.count("untrusted")
+            if self.untrusted.allow(addr[0]):
+                self.reply(msg, addr, 403, "Forbidden - hold control is for the proxy only", call)
+            return
+        try:
+            update = apps.parse_hold_info(msg.body)
+        except apps.AppError as err:
+            self.reply(msg, addr, err.status, err.reason, call)
+            return
+        self.reply(msg, addr, 200, "OK", call)
+        if not isinstance(call.app, apps.Hold):
+            return
+        if update is None:
+            self.count("hold_ended")
+            self.finish(call, 302, "Moved Temporarily", outcome=("done", ""))
+        else:
+            call.position, call.wait = update
 
     def new_call(self, msg: sip.Message, addr) -> None:
         if not self.is_trusted(addr):
@@ -259,7 +295,7 @@ class Service(Notifier, asyncio.DatagramProtocol):
         if call.task and asyncio.current_task() is not call.task:
             call.task.cancel()
         self.calls.setdefault(call.invite.call_id, call)
-        asyncio.get_running_loop().call_later(TIMER_H, self.calls.pop, call.invite.call_id, None)
+        asyncio.get_running_loop().call_later(TIMER_H, self.forget, call)
 
     def retransmit(self, call: Call) -> None:
         async def loop():
@@ -309,7 +345,12 @@ class Service(Notifier, asyncio.DatagramProtocol):
                 self.jitter_samples.append(call.leg.jitter_ms())
                 del self.jitter_samples[:-5000]
             call.leg.close()
-        asyncio.get_running_loop().call_later(TIMER_H if call.final else 0, self.calls.pop, call.invite.call_id, None)
+        asyncio.get_running_loop().call_later(TIMER_H if call.final else 0, self.forget, call)
+
+    def forget(self, call: Call) -> None:
+        """Drop a call from the table, unless a newer branch of its Call-ID took its place."""
+        if self.calls.get(call.invite.call_id) is call:
+            del self.calls[call.invite.call_id]
 
     def on_response(self, msg: sip.Message, addr) -> None:
         pass   # responses to our BYEs: nothing to do

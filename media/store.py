@@ -20,6 +20,7 @@ class Box:
     max_seconds: int
     failed_pins: int
     locked: bool
+    name: bytes | None = None     # the owner's recorded name (key 5), said in the default greeting
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,12 @@ class Store:
 
     async def box(self, number: str) -> Box | None:
         row = await self.query("SELECT number, pin_hash, greeting, max_seconds, failed_pins, "
-                               "coalesce(locked_until > now(), false) FROM voicemail_box WHERE number = %s",
+                               "coalesce(locked_until > now(), false), name_pcm FROM voicemail_box WHERE number = %s",
                                (number,), "one")
-        return None if row is None else Box(row[0], row[1], bytes(row[2]) if row[2] is not None else None, *row[3:])
+        if row is None:
+            return None
+        return Box(row[0], row[1], bytes(row[2]) if row[2] is not None else None, *row[3:6],
+                   bytes(row[6]) if row[6] is not None else None)
 
     async def pin_failed(self, box: Box) -> bool:
         """Count a wrong PIN; True when the box is now locked."""
@@ -98,6 +102,10 @@ class Store:
 
     async def set_greeting(self, number: str, pcm: np.ndarray) -> None:
         await self.query("UPDATE voicemail_box SET greeting = %s WHERE number = %s",
+                         (audio.pcm_bytes(pcm), number), "none")
+
+    async def set_name(self, number: str, pcm: np.ndarray) -> None:
+        await self.query("UPDATE voicemail_box SET name_pcm = %s WHERE number = %s",
                          (audio.pcm_bytes(pcm), number), "none")
 
     async def new_message(self, box: str, caller: str) -> int:

@@ -3,6 +3,7 @@
 Key map (while a message plays or after it):
   1 replay   2 save (keep, next)   3 delete (next)   6 next (skip)   4 previous
   7 record a new greeting          8 change the PIN  9 (or *) goodbye
+  5 record your name (said in the default greeting)
 New messages come first (oldest first), then saved ones. A new message that was played to
 its end, saved or skipped is marked saved (the message lamp goes off once no new is left).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 KEYS = {"1": "replay", "2": "save", "3": "delete", "6": "next", "4": "previous",
-        "7": "greeting", "8": "pin", "9": "goodbye", "*": "goodbye"}
+        "7": "greeting", "8": "pin", "5": "name", "9": "goodbye", "*": "goodbye"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Listing:
 @dataclass(frozen=True)
 class Step:
     listing: Listing
-    action: str                   # play | save | delete | greeting | pin | goodbye | end | ignore
+    action: str                   # play | save | delete | greeting | pin | name | goodbye | end | ignore
     message: int | None = None    # the message the action concerns
 
 
@@ -36,7 +37,7 @@ def on_key(listing: Listing, key: str) -> Step:
     cur = listing.current
     if what is None:
         return Step(listing, "ignore")
-    if what in ("greeting", "pin", "goodbye"):
+    if what in ("greeting", "pin", "goodbye", "name"):
         return Step(listing, what)
     if what == "previous":
         return Step(Listing(listing.ids, max(0, listing.index - 1)), "play")

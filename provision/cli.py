@@ -159,6 +159,10 @@ def cmd_ringall(args, conn, settings) -> None:
 def cmd_queue(args, conn, settings) -> None:
     if args.action in agent_cli.QUEUE_ACTIONS:   # phones: auto-pause
         return agent_cli.cmd_queue(args, conn)
+    if args.action == "hold":   # media: music on hold and announcements
+        music, interval, announce = groups.set_queue_hold(conn, args.name, args.music, args.interval, args.announce)
+        print(f"queue {args.name!r}: music {music}, every {interval} s announce {announce}")
+        return
     if args.action in ("add", "change"):
         groups.save_queue(conn, args.name, args.number, args.action == "add", strategy=args.strategy,
                           ring_timeout=args.ring_timeout, max_wait=args.max_wait, timeout_target=args.timeout_target,
@@ -300,6 +304,11 @@ def parser() -> argparse.ArgumentParser:
     qua.add_parser("remove").add_argument("name")
     qua.add_parser("list")
     agent_cli.add_queue_parsers(qua)   # phones
+    q = qua.add_parser("hold", help="what waiting callers hear: music on hold and announcements (media)")
+    q.add_argument("name")
+    q.add_argument("--music", help="an audio name (e.g. music-hold), or 'off' for silence")
+    q.add_argument("--interval", type=int, help="seconds between announcements (0: never; default 30)")
+    q.add_argument("--announce", help="none, position, wait (expected wait) or both (default position)")
 
     su = top.add_parser("supervisor", help="who may listen in (4# + number) on whose calls")
     sua = su.add_subparsers(dest="action", required=True)

@@ -218,6 +218,40 @@ def list_queues(conn: psycopg.Connection) -> list[tuple]:
         "FROM queue q ORDER BY q.name").fetchall()
 
 
+# ------------------------------------------------------------------ media: what waiting callers hear
+
+HOLD_ANNOUNCE = ("none", "position", "wait", "both")
+
+
+def set_queue_hold(conn: psycopg.Connection, name: str, music: str | None, interval: int | None,
+                   announce: str | None) -> tuple:
+    """Music on hold (an audio name, or 'off': silence), the announcement interval (0-3600 s,
+    0: never) and what is announced (none, position, wait, both). Returns the queue's new row."""
+    import re
+    from media import builtin
+    if music is not None and music != "off" and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", music):
+        raise ProvisioningError("field 'music': an audio name (letters, digits, . _ -, at most 64) or 'off'")
+    if interval is not None and not 0 <= interval <= 3600:
+        raise ProvisioningError("field 'interval': must be between 0 and 3600 seconds (0: never)")
+    if announce is not None and announce not in HOLD_ANNOUNCE:
+        raise ProvisioningError(f"field 'announce': must be one of {', '.join(HOLD_ANNOUNCE)}")
+    with conn.transaction():
+        conn.execute(LOCK)
+        if conn.execute("SELECT 1 FROM queue WHERE name = %s", (name,)).fetchone() is None:
+            raise ProvisioningError(f"field 'queue': no queue named {name!r}")
+        if music not in (None, "off") and music not in builtin.SPEECH and music not in builtin.tones() \
+                and conn.execute("SELECT 1 FROM audio WHERE name = %s", (music,)).fetchone() is None:
+            raise ProvisioningError(f"field 'music': no audio named {music!r} (kemictl audio add / list)")
+        if music is not None:
+            conn.execute("UPDATE queue SET hold_music = %s WHERE name = %s", (None if music == "off" else music, name))
+        if interval is not None:
+            conn.execute("UPDATE queue SET announce_interval = %s WHERE name = %s", (interval, name))
+        if announce is not None:
+            conn.execute("UPDATE queue SET announce = %s WHERE name = %s", (announce, name))
+        return conn.execute("SELECT coalesce(hold_music, 'off'), announce_interval, announce FROM queue "
+                            "WHERE name = %s", (name,)).fetchone()
+
+
 # ------------------------------------------------------------------ supervisors
 
 KINDS = {"hunt": "hunt_group", "ringall": "ringall_group", "queue": "queue"}

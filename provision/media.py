@@ -97,6 +97,25 @@ def set_rule(conn, number: str, always: bool | None, on_busy: bool | None, no_an
                  (always, on_busy, no_answer is not None, _no_answer(no_answer), max_seconds, mwi_unsolicited, number))
 
 
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,200}\.[A-Za-z]{2,24}")
+
+
+def set_email(conn, number: str, address: str | None, keep: bool | None) -> None:
+    """Voicemail by email: each new message is mailed (WAV attached) to `address` ('off':
+    no email), then kept or deleted (`keep`). The address is checked strictly: it becomes a
+    mail header, so no spaces, commas, angle brackets or line breaks."""
+    if address is not None and address != "off" and not EMAIL.fullmatch(address):
+        raise ProvisioningError(f"field 'email': {address[:80]!r} is not a plain address like name@example.com")
+    if address is None and keep is None:
+        return
+    _existing(conn, number)
+    if address is not None:
+        conn.execute("UPDATE voicemail_box SET email = %s WHERE number = %s",
+                     (None if address == "off" else address, number))
+    if keep is not None:
+        conn.execute("UPDATE voicemail_box SET email_keep = %s WHERE number = %s", (keep, number))
+
+
 def _existing(conn, number: str) -> None:
     if conn.execute("SELECT 1 FROM voicemail_box WHERE number = %s", (number,)).fetchone() is None:
         raise ProvisioningError(f"box {number!r} does not exist")
@@ -170,6 +189,8 @@ def add_parsers(top) -> None:
         b.add_argument("--no-answer", metavar="SECONDS|off", help="voicemail after ringing this long")
         b.add_argument("--max-seconds", type=int, help="longest message (default 120)")
         b.add_argument("--mwi-notify", metavar="yes|no", help="NOTIFY the owner's registered phones without a SUBSCRIBE")
+        b.add_argument("--email", metavar="ADDRESS|off", help="mail each new message (WAV attached) to this address")
+        b.add_argument("--email-keep", metavar="yes|no", help="keep a message after it was mailed (default yes)")
     b = ba.add_parser("pin", help="set a new PIN (also unlocks the box)")
     b.add_argument("number")
     b.add_argument("pin")
@@ -221,10 +242,12 @@ def cmd_voicemail(args, conn, settings) -> None:
         add_box(conn, args.number, args.pin, bool(_yes_no(args.always, "--always")),
                 _yes_no(args.busy, "--busy") is not False, args.no_answer, args.max_seconds or 120,
                 bool(_yes_no(args.mwi_notify, "--mwi-notify")))
+        set_email(conn, args.number, args.email, _yes_no(args.email_keep, "--email-keep"))
         print(f"added voicemail box {args.number}")
     elif args.action == "rule":
         set_rule(conn, args.number, _yes_no(args.always, "--always"), _yes_no(args.busy, "--busy"),
                  args.no_answer, args.max_seconds, _yes_no(args.mwi_notify, "--mwi-notify"))
+        set_email(conn, args.number, args.email, _yes_no(args.email_keep, "--email-keep"))
         print(f"changed the rule of box {args.number}")
     elif args.action == "pin":
         set_pin(conn, args.number, args.pin)

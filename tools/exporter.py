@@ -108,6 +108,8 @@ def registry(settings: Settings, directory: Path, socket_path: Path):
     reg = CollectorRegistry()
     MultiProcessCollector(reg, path=str(directory))
     reg.register(ProbeCollector(settings, socket_path))
+    from tools.media_metrics import MediaCollector   # media: var/run/media-stats.json
+    reg.register(MediaCollector(settings))
     return reg
 
 

@@ -139,8 +139,7 @@ class Helper:
             if self.stopping:
                 return
             try:
-                with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=10) as smtp:
-                    smtp.send_message(msg)
+                send_mail(s, msg)
                 log(f"email to {msg['To']} sent (attempt {attempt + 1})")
                 return
             except (OSError, smtplib.SMTPException) as err:
@@ -149,6 +148,14 @@ class Helper:
 
     def stop(self, *_args) -> None:
         self.stopping = True
+
+
+def send_mail(settings: Settings, msg: EmailMessage) -> None:
+    """One attempt through the configured SMTP server (KEMI_SMTP_*): the mail path of the
+    flows' email nodes and of voicemail by email (media/mailer.py). Raises OSError or
+    smtplib.SMTPException; the callers retry."""
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
+        smtp.send_message(msg)
 
 
 def _request(url: str, header, token, data: bytes | None = None) -> urllib.request.Request:

@@ -7,6 +7,13 @@ apply the `Resume` action with t_continue; which agent gets an offer is kemi.que
                   │  └──TimeOut/Cancel──► OFFERED (resumed in the timeout route) ──► left
                   └──Progress──► OFFERED (182 again in the progress route) ──Requeue──► WAITING
 Events on an entry that is not waiting do nothing: an offer in progress is never doubled.
+
+A caller who hears music (`hold`: the queue has hold music and the media service took the
+call) is not suspended but has a branch to the media service's `hold` app: Offer and
+TimeOut then end that branch (`EndHold`: an INFO to the service, which answers the branch
+302) and the hold branch's failure route rings the agents or times the caller out; a
+Cancel needs nothing (tm forwards the caller's CANCEL to the branch); Progress is not
+needed (the caller has early media, and the 183 keeps upstream proxies waiting).
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ class QueueEntry:
     tlabel: int
     arrived: float       # unix time; kept when the caller goes back in line
     caller: str
+    hold: bool = False   # the caller has a hold branch (music) instead of a suspended transaction
 
     @property
     def waiting(self) -> bool:
@@ -66,15 +74,29 @@ class Resume:
     route: str
 
 
-def arrive(tindex: int, tlabel: int, now: float, caller: str) -> QueueEntry:
-    return QueueEntry(WAITING, tindex, tlabel, now, caller)
+@dataclass(frozen=True)
+class EndHold:
+    """Tell the media service to end the entry's hold branch; its failure route then does
+    `outcome` ('offer': ring the agents; 'timeout': the timeout destination)."""
+    outcome: str
 
 
-def on_event(entry: QueueEntry, event: QueueEvent) -> tuple[QueueEntry, Resume | None]:
+QueueAction = Resume | EndHold
+
+
+def arrive(tindex: int, tlabel: int, now: float, caller: str, hold: bool = False) -> QueueEntry:
+    return QueueEntry(WAITING, tindex, tlabel, now, caller, hold)
+
+
+def on_event(entry: QueueEntry, event: QueueEvent) -> tuple[QueueEntry, QueueAction | None]:
     if isinstance(event, Requeue):
         return (replace(entry, state=WAITING), None) if not entry.waiting else (entry, None)
     if not entry.waiting:
         return entry, None
+    if entry.hold:
+        if isinstance(event, (Cancel, Progress)):
+            return entry, None
+        return replace(entry, state=OFFERED), EndHold("offer" if isinstance(event, Offer) else "timeout")
     route = (OFFER_ROUTE if isinstance(event, Offer) else PROGRESS_ROUTE if isinstance(event, Progress)
              else TIMEOUT_ROUTE)
     return replace(entry, state=OFFERED), Resume(route)

@@ -180,7 +180,7 @@ L = vmkeys.Listing((10, 11, 12), 1)
 @pytest.mark.parametrize("key,action,index,message", [
     ("1", "play", 1, 11), ("2", "save", 2, 11), ("3", "delete", 2, 11), ("6", "save", 2, 11),
     ("4", "play", 0, None), ("7", "greeting", 1, None), ("8", "pin", 1, None), ("9", "goodbye", 1, None),
-    ("*", "goodbye", 1, None), ("5", "ignore", 1, None),
+    ("*", "goodbye", 1, None), ("5", "name", 1, None), ("0", "ignore", 1, None),
 ])
 def test_vm_keys(key, action, index, message):
     step = vmkeys.on_key(L, key)
