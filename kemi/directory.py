@@ -138,6 +138,8 @@ class Directory:
     # seconds between repeated 182s for its waiting callers (queues that set them)
     auto_pause: dict[str, int] = field(default_factory=dict)
     progress_intervals: dict[str, int] = field(default_factory=dict)
+    # conference rooms: room number -> media node "host:port" ('' = KEMI_MEDIA_SIP)
+    conferences: dict[str, str] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

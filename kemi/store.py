@@ -23,6 +23,7 @@ from kemi import metrics
 from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueAgent, RingAllGroup,
                             ServiceNumber, Subscriber, Trunk, TrunkRoute)
 from kemi.voicemail_route import load_rules
+from kemi.conference_route import load_rooms  # conference rooms
 
 CHANNEL = "kemi_config"
 
@@ -81,7 +82,8 @@ def load_directory(conn: psycopg.Connection) -> Directory:
     return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
                      flows=flows, voicemail_rules=voicemail_rules,
                      auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
-                     progress_intervals={number: s for _, number, _, s in queue_rows if s is not None})
+                     progress_intervals={number: s for _, number, _, s in queue_rows if s is not None},
+                     conferences=load_rooms(conn))   # conference rooms
 
 
 def snapshot_path(var_dir: str) -> Path:

@@ -38,6 +38,8 @@ async def main(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     reporter = loop.create_task(service.report())
+    from media import conference_control   # conference rooms: kemictl conference status|kick
+    await conference_control.start(service, settings.var_dir, log)
     await stop.wait()
     reporter.cancel()
     log("stopping")

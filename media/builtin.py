@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 
 from media import audio
+from media.conference_core import PROMPTS as CONFERENCE_PROMPTS  # conference rooms
 
 SPEECH = {
     "vm-greeting": "The person you are calling is not available. Please leave a message after the tone. "
@@ -42,6 +43,8 @@ SPEECH = {
     "invalid": "That is not a valid choice.",
     **{f"digit-{d}": w for d, w in enumerate("zero one two three four five six seven eight nine".split())},
 }
+
+SPEECH.update(CONFERENCE_PROMPTS)   # conference rooms (issue 14)
 
 
 def tones() -> dict[str, np.ndarray]:

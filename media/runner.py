@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 
 from media import apps, audio, menu as menumod, pin, sip, vmkeys
+from media import conference  # conference rooms (issue 14)
 from media.leg import FRAME
 
 DIGIT_TIMEOUT = 8.0
@@ -38,6 +39,8 @@ class Runner:
             self.box = await self.store.box(self.app.box)
             if self.box is None:
                 return 404, f"Not Found - no voicemail box {self.app.box}"
+        if isinstance(self.app, apps.Conference):   # conference rooms
+            return await conference.check(self)
         if isinstance(self.app, apps.VmAccess) and self.app.box:
             self.box = await self.store.box(self.app.box)
             if self.box is None:
@@ -53,6 +56,8 @@ class Runner:
             return await self.leave()
         if isinstance(self.app, apps.Hold):
             return await self.hold()
+        if isinstance(self.app, apps.Conference):   # conference rooms
+            return await conference.run(self)
         return await self.access()
 
     async def cancelled(self) -> None:

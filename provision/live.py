@@ -10,6 +10,7 @@ from kemi.store import snapshot_path
 
 TIMEOUT = 5.0
 READ_ONLY = {"list", "show", "export"}
+READ_ONLY |= {"status", "kick", "mute", "unmute", "recordings"}   # conference rooms: live room, not routing
 
 
 def changes_routing(area: str, action: str | None) -> bool:
