@@ -60,21 +60,23 @@ def is_conference(hears: np.ndarray) -> bool:
 
 
 def clip16(x: np.ndarray) -> np.ndarray:
-    return np.clip(x, INT16_MIN, INT16_MAX).astype(np.int16)
+    x = np.asarray(x, dtype=np.int32)
+    return np.minimum(np.maximum(x, INT16_MIN), INT16_MAX).astype(np.int16)
 
 
 def mix(frames: np.ndarray, hears: np.ndarray, muted: np.ndarray | None = None,
-        extra: np.ndarray | None = None) -> np.ndarray:
+        extra: np.ndarray | None = None, conference: bool | None = None) -> np.ndarray:
     """frames: (N, FRAME) int16, one received frame per participant; hears: (N, N) bool;
     muted: (N,) bool (a muted participant is heard by nobody); extra: (FRAME,) int16 heard by
-    everyone (tones, music). Returns (N, FRAME) int16: what each participant hears."""
+    everyone (tones, music); conference: whether `hears` is everyone-but-self (None: look).
+    Returns (N, FRAME) int16: what each participant hears."""
     n = frames.shape[0]
     if hears.shape != (n, n):
         raise ValueError(f"hears must be {n}x{n}, got {hears.shape}")
     x = frames.astype(np.int32)
     if muted is not None and muted.any():
         x[muted] = 0
-    if is_conference(hears):
+    if conference if conference is not None else is_conference(hears):
         out = x.sum(axis=0, dtype=np.int32)[None, :] - x
     else:
         out = hears.astype(np.int32) @ x
@@ -110,12 +112,16 @@ class Matrix:
         self.people: list[Participant] = []
         self.hears = conference_matrix(0)
         self.muted = np.zeros(0, dtype=bool)
+        self.conference = True
+        self.any_muted = False
 
     def _rebuild(self) -> None:
         roles = tuple(p.role for p in self.people)
         self.hears = (conference_matrix(len(roles)) if self.mode == "conference"
                       else supervision_matrix(self.mode, roles))
         self.muted = np.array([p.muted for p in self.people], dtype=bool)
+        self.conference = is_conference(self.hears)
+        self.any_muted = bool(self.muted.any())
 
     def add(self, key: str, role: str = "member") -> int:
         if any(p.key == key for p in self.people):
@@ -145,4 +151,4 @@ class Matrix:
         self._rebuild()
 
     def mix(self, frames: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
-        return mix(frames, self.hears, self.muted, extra)
+        return mix(frames, self.hears, self.muted if self.any_muted else None, extra, self.conference)
