@@ -60,6 +60,10 @@ class PinGuard:
             self.room_failures.pop(room, None)
         if len(self.failures) > 10000:   # bounded memory under a flood of callers
             self.failures.clear()
+        if len(self.locked_until) > 10000:
+            self.locked_until = {k: t for k, t in self.locked_until.items() if t > now}
+        if len(self.room_failures) > 10000:
+            self.room_failures.clear()
         return self.locked(room, caller, now)
 
     def succeeded(self, room: str, caller: str) -> None:

@@ -435,3 +435,44 @@ def test_one_namespace_for_room_numbers(proxy):
     assert out.returncode == 2 and "conference room" in out.stderr, out.stderr
     stored = db(proxy, "SELECT pin_hash FROM conference_room WHERE number = %s", (number,))[0][0]
     assert stored.startswith("scrypt$") and PIN not in stored
+
+
+def test_keys_mute_yourself_and_the_moderator_locks_the_room(proxy):
+    number = room(proxy, "--moderator-pin", MODERATOR_PIN)
+    member, moderator, late = proxy.subscriber(), proxy.subscriber(), proxy.subscriber()
+
+    async def scenario():
+        legs = []
+        try:
+            legs.append(await dial_in(proxy, number, member))
+            await wait_in_room(proxy, number, member[0])
+            legs.append(await dial_in(proxy, number, moderator, pin=MODERATOR_PIN))
+            await wait_in_room(proxy, number, moderator[0])
+            (_p, m_call), (_q, mod_call) = legs
+            m_call.play(audio.tone((TONES[0],), 1.0, 0.25), 1000)
+            await asyncio.sleep(2.0)
+            heard = last(mod_call, 1.0)
+            m_call.leg.send_digit("6")                        # the member mutes itself
+            await asyncio.sleep(2.0)
+            muted = last(mod_call, 1.0)
+            status = await live_async(proxy, number)
+            mod_call.leg.send_digit("5")                      # the moderator locks the room
+            await asyncio.sleep(1.0)
+            locked = (await live_async(proxy, number))["locked"]
+            phone, call = await dial_in(proxy, number, late)   # right PIN, locked room
+            try:
+                await call.wait_bye(30)
+            finally:
+                phone.close()
+            return heard, muted, status, locked, await live_async(proxy, number)
+        finally:
+            for phone, call in legs:
+                call.bye()
+                phone.close()
+
+    heard, muted, status, locked, after = run(scenario())
+    assert tone_share(heard, TONES[0]) > 0.6
+    assert tone_share(muted, TONES[0]) < 0.05, "a muted member is still heard"
+    assert [p["muted"] for p in status["participants"] if p["caller"] == member[0]] == [True]
+    assert locked and len(after["participants"]) == 2
+    assert f"{late[0]} not admitted: room locked" in proxy.stack.media.log.read_text()
