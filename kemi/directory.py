@@ -164,6 +164,8 @@ class Directory:
     progress_intervals: dict[str, int] = field(default_factory=dict)
     # media: queue number -> what its waiting callers hear (queues with hold music only)
     queue_hold: dict[str, QueueHold] = field(default_factory=dict)
+    # conference rooms: room number -> media node "host:port" ('' = KEMI_MEDIA_SIP)
+    conferences: dict[str, str] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

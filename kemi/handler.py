@@ -16,6 +16,7 @@ import KSR  # provided by app_python3
 from kemi import hunt, instrument, journal, listen, media, outbound, queueing, ring, routing, trunks
 from kemi import flow_engine, names  # flows:
 from kemi import voicemail_route  # media
+from kemi import conference_route  # conference rooms
 from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
@@ -160,6 +161,12 @@ class Handler:
     def _voicemail_unanswered(self, event: str, fresh: bool) -> int | None:
         return voicemail_route.divert(self.vm_rules, self.settings.media_sip, pv("$avp(vm_box)"), event, fresh)
     # media: end
+
+    def ksr_failure_conference(self, msg) -> int:   # conference rooms: the room's node failed
+        try:
+            return conference_route.on_failure()
+        except Exception:
+            return self._internal_error("conference failure route", stateful=True)
 
     def ksr_failure_trunk(self, msg) -> int:
         try:
@@ -448,6 +455,9 @@ class Handler:
         if (pv("$rU") or "") == self.settings.voicemail_number:   # media: voicemail access number
             own = number if number in self.vm_rules.get() else None
             return voicemail_route.relay(self.settings.media_sip, voicemail_route.app_header("vmaccess", box=own), True)
+        conference = conference_route.route(directory, pv("$rU") or "", self.settings.media_sip)
+        if conference is not None:   # conference rooms: a room's dial-in number
+            return conference
         if self.flows.has_flow(directory, pv("$rU") or ""):  # flows: the number runs a flow
             KSR.pv.sets("$avp(call_from)", number)
             return self.flows.start(self, directory, pv("$rU") or "", number, display)

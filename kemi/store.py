@@ -31,6 +31,7 @@ from kemi import metrics, names
 from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueAgent, RingAllGroup,
                             ServiceNumber, Subscriber, Trunk, TrunkRoute)
 from kemi.voicemail_route import load_rules
+from kemi.conference_route import load_rooms  # conference rooms
 
 CHANNEL = "kemi_config"
 
@@ -139,7 +140,8 @@ def load_directory(conn: psycopg.Connection, subscribers: bool = True) -> Direct
                      flows=flows, voicemail_rules=voicemail_rules,
                      auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
                      progress_intervals={number: s for _, number, _, s in queue_rows if s is not None},
-                     queue_hold=queue_hold)
+                     queue_hold=queue_hold,
+                     conferences=load_rooms(conn))   # conference rooms
 
 
 def load_queue_hold(conn) -> dict:

@@ -42,6 +42,8 @@ async def main(settings: Settings) -> None:
     service.mailer = mailer.Mailer(service.store, settings, log, send_mail, on_deleted=service.message_waiting,
                                    count=service.count)
     mailing = loop.create_task(service.mailer.run())
+    from media import conference_control   # conference rooms: kemictl conference status|kick
+    await conference_control.start(service, settings.var_dir, log)
     await stop.wait()
     reporter.cancel()
     mailing.cancel()

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 AUDIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 BOX = re.compile(r"[0-9]{1,32}")
+ROOM = re.compile(r"[0-9]{2,32}")
 
 
 class AppError(ValueError):
@@ -66,8 +67,14 @@ class Mwi:
     box: str
 
 
-App = Voicemail | VmAccess | Play | Menu | Hold | Mwi
-TERMINAL = (Voicemail, VmAccess)
+@dataclass(frozen=True)
+class Conference:
+    """A conference room (issue 14): 200, PIN by DTMF, then the room's mix until hang-up/kick."""
+    room: str
+
+
+App = Voicemail | VmAccess | Play | Menu | Hold | Mwi | Conference
+TERMINAL = (Voicemail, VmAccess, Conference)
 
 
 def parse(header: str | None) -> App:
@@ -96,6 +103,11 @@ def parse(header: str | None) -> App:
             return Play(_audio(params, "audio"), _int(params, "loop", 1, 1, 100))
         if name == "menu":
             return _menu(params)
+        if name == "conference":   # conference rooms (issue 14)
+            room = params["room"]
+            if not ROOM.fullmatch(room):
+                raise AppError(400, "Bad Request - conference room must be 2-32 digits")
+            return Conference(room)
     except KeyError as err:
         raise AppError(400, f"Bad Request - X-Kemi-App {name}: {err.args[0]} is required") from None
     raise AppError(404, f"Not Found - no media app {name[:20]!r}")

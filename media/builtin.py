@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 
 from media import audio, spoken
+from media.conference_core import PROMPTS as CONFERENCE_PROMPTS  # conference rooms
 
 SPEECH = {
     "vm-greeting": "The person you are calling is not available. Please leave a message after the tone. "
@@ -49,6 +50,8 @@ SPEECH = {
     **{f"digit-{d}": w for d, w in enumerate("zero one two three four five six seven eight nine".split())},
     **spoken.PROMPTS,   # dates and times of messages (media/spoken.py)
 }
+
+SPEECH.update(CONFERENCE_PROMPTS)   # conference rooms (issue 14)
 
 
 def tones() -> dict[str, np.ndarray]:

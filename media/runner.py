@@ -9,6 +9,7 @@ from datetime import datetime
 import numpy as np
 
 from media import apps, audio, menu as menumod, pin, sip, spoken, vmkeys
+from media import conference  # conference rooms (issue 14)
 from media.leg import FRAME
 
 DIGIT_TIMEOUT = 8.0
@@ -39,6 +40,8 @@ class Runner:
             self.box = await self.store.box(self.app.box)
             if self.box is None:
                 return 404, f"Not Found - no voicemail box {self.app.box}"
+        if isinstance(self.app, apps.Conference):   # conference rooms
+            return await conference.check(self)
         if isinstance(self.app, apps.VmAccess) and self.app.box:
             self.box = await self.store.box(self.app.box)
             if self.box is None:
@@ -54,6 +57,8 @@ class Runner:
             return await self.leave()
         if isinstance(self.app, apps.Hold):
             return await self.hold()
+        if isinstance(self.app, apps.Conference):   # conference rooms
+            return await conference.run(self)
         return await self.access()
 
     async def cancelled(self) -> None:

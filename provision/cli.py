@@ -15,6 +15,7 @@ from kemi.config import Settings
 from provision import groups, store, trunks
 from provision import bans, flows, journal, live
 from provision import media  # media
+from provision import conference  # conference rooms
 from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
 from provision.store import ProvisioningError
 
@@ -348,6 +349,7 @@ def parser() -> argparse.ArgumentParser:
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
     jo.add_argument("--call", metavar="CALL_ID", help="every leg of one call")
     media.add_parsers(top)   # media: audio, voicemail
+    conference.add_parsers(top)   # conference rooms
     return p
 
 
@@ -380,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                         "supervisor": cmd_supervisor, "journal": cmd_journal,
                         "flow": flows.command}
             commands.update(media.COMMANDS)   # media: audio, voicemail
+            commands.update(conference.COMMANDS)   # conference rooms
             started_ns = time.time_ns()   # a load that began after this includes the commit below
             commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
         if live.changes_routing(args.area, getattr(args, "action", None)):

@@ -29,6 +29,7 @@ TOKEN = re.compile(r"^[0-9a-f]{32}$")
 # (pushed over RPC); it reloads no snapshot, so there is nothing to wait for.
 NO_SNAPSHOT = {("agent", "login"), ("agent", "logout"), ("agent", "pause"), ("agent", "unpause"),
                ("agent", "dnd"), ("agent", "status")}
+READ_ONLY |= {"status", "kick", "mute", "unmute", "recordings"}   # conference rooms: live room, not routing
 
 
 def changes_routing(area: str, action: str | None) -> bool:

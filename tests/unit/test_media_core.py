@@ -136,7 +136,7 @@ def test_app_header_parses(header, expected):
 
 
 @pytest.mark.parametrize("header,status", [
-    (None, 400), ("", 400), ("voicemail", 400), ("voicemail;box=12a", 400), ("conference;room=1", 404),
+    (None, 400), ("", 400), ("voicemail", 400), ("voicemail;box=12a", 400), ("conference;room=1", 400), ("karaoke;room=1", 404),
     ("play", 400), ("play;audio=../x", 400), ("play;audio=a;loop=0", 400), ("menu;prompt=p;digits=0-3", 400),
     ("menu;prompt=p;valid=1,x", 400), ("menu;prompt=p;timeout=-1", 400), ("play;audio", 400),
     ("hold", 400), ("hold;music=m;interval=99999", 400), ("mwi", 400),
