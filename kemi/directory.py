@@ -138,6 +138,8 @@ class Directory:
     # seconds between repeated 182s for its waiting callers (queues that set them)
     auto_pause: dict[str, int] = field(default_factory=dict)
     progress_intervals: dict[str, int] = field(default_factory=dict)
+    # callback: callback number -> the SIP number whose caller-ID policy its outgoing legs use
+    callbacks: dict[str, str | None] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)
@@ -156,4 +158,4 @@ class Directory:
     def is_local(self, number: str) -> bool:
         """A number this proxy serves itself (never sent to a trunk)."""
         return (number in self.subscribers or number in self.services or number in self.ringall
-                or number in self.queues)
+                or number in self.queues or number in self.callbacks)   # callback

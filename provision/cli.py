@@ -16,6 +16,7 @@ from provision import groups, store, trunks
 from provision import bans, flows, journal, live
 from provision import media  # media
 from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
+from provision import callback  # callback (seed 002)
 from provision.store import ProvisioningError
 
 
@@ -339,6 +340,7 @@ def parser() -> argparse.ArgumentParser:
     jo.add_argument("--limit", type=int, default=20, help="calls to show (default 20)")
     jo.add_argument("--call", metavar="CALL_ID", help="every leg of one call")
     media.add_parsers(top)   # media: audio, voicemail
+    callback.add_parsers(top)   # callback
     return p
 
 
@@ -371,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                         "supervisor": cmd_supervisor, "journal": cmd_journal,
                         "flow": flows.command}
             commands.update(media.COMMANDS)   # media: audio, voicemail
+            commands.update(callback.COMMANDS)   # callback
             started_ns = time.time_ns()   # a load that began after this includes the commit below
             commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
         if live.changes_routing(args.area, getattr(args, "action", None)):

@@ -57,6 +57,8 @@ def number_owner(directory, number: str) -> str | None:
         return f"the number of queue '{directory.queues[number].name}'"
     if number in directory.flows:   # flows: a number of its own that starts a call flow
         return "a call flow number"
+    if number in getattr(directory, "callbacks", {}):   # callback
+        return "a callback number"
     return None
 
 
