@@ -123,12 +123,12 @@ def save_account(conn, args, new: bool) -> None:
                          (args.number,))
         else:
             _account(conn, args.number)
+        _, mode, fixed = _account(conn, args.number)
+        if fields.get("mode", mode) == "fixed" and not fields.get("fixed_number", fixed):
+            raise ProvisioningError("field 'fixed-number': mode fixed needs --fixed-number")
         if fields:
             sets = ", ".join(f"{column} = %s" for column in fields)
             conn.execute(f"UPDATE callback_account SET {sets} WHERE number = %s", (*fields.values(), args.number))
-        _, mode, fixed = _account(conn, args.number)
-        if mode == "fixed" and not fixed:
-            raise ProvisioningError("field 'fixed-number': mode fixed needs --fixed-number")
         _notify(conn)
 
 

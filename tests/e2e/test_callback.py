@@ -394,9 +394,11 @@ def test_forged_origin_header_from_a_phone_is_stripped(proxy):
         stranger = await Phone("anybody", None).open()        # no credentials: challenged, not routed
         unauth = await stranger.call(proxy.address, f"sip:{w.dest}@{proxy.address[0]}", forged, wait_for=())
         phone = await Phone(sub, password).open()              # authenticated: routed as itself
-        call = await phone.call(proxy.address, f"sip:{w.dest}@{proxy.address[0]}", forged, wait_for=(180,))
+        placing = asyncio.ensure_future(phone.call(proxy.address, f"sip:{w.dest}@{proxy.address[0]}", forged,
+                                                   wait_for=(180,)))
         arrived = await w.carrier.next_call()
         await arrived.answer()
+        call = await placing
         await call.wait_final(10)
         call.bye()
         from_trunk = await w.carrier.call(proxy.address, f"sip:{w.dest}@{proxy.address[0]}", forged, wait_for=())
@@ -438,7 +440,7 @@ def test_callback_number_cannot_take_a_used_number(proxy):
     assert out.returncode == 2 and "already a SIP number" in out.stderr
     proxy.kemictl("callback", "add", "7998001")
     out = proxy.kemictl("callback", "add", "7998001", check=False)
-    assert out.returncode == 2 and "exists" in out.stderr
+    assert out.returncode == 2 and "already a callback number" in out.stderr
     proxy.kemictl("callback", "caller", "7998001", "add", "4930123", "--password", "4321")
     proxy.kemictl("callback", "credit", "7998001", "--add", "2.5")
     shown = proxy.kemictl("callback", "show", "7998001").stdout
