@@ -83,6 +83,8 @@ class Bridge:
 
     def _take(self, leg: Leg) -> np.ndarray:
         chunks = leg.recording or []
+        if len(chunks) == 1 and len(chunks[0]) == FRAME and not len(self.buffers[leg]):   # the usual case
+            return chunks.pop()
         if chunks:
             self.buffers[leg] = np.concatenate([self.buffers[leg], *chunks])
             chunks.clear()
