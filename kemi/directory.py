@@ -140,6 +140,8 @@ class Directory:
     progress_intervals: dict[str, int] = field(default_factory=dict)
     # conference rooms: room number -> media node "host:port" ('' = KEMI_MEDIA_SIP)
     conferences: dict[str, str] = field(default_factory=dict)
+    # callback: callback number -> the SIP number whose caller-ID policy its outgoing legs use
+    callbacks: dict[str, str | None] = field(default_factory=dict)
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)
@@ -158,4 +160,4 @@ class Directory:
     def is_local(self, number: str) -> bool:
         """A number this proxy serves itself (never sent to a trunk)."""
         return (number in self.subscribers or number in self.services or number in self.ringall
-                or number in self.queues)
+                or number in self.queues or number in self.callbacks)   # callback

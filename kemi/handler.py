@@ -17,6 +17,7 @@ from kemi import hunt, instrument, journal, listen, media, outbound, queueing, r
 from kemi import flow_engine, names  # flows:
 from kemi import voicemail_route  # media
 from kemi import conference_route  # conference rooms
+from kemi import callback_route  # callback (seed 002)
 from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
@@ -407,9 +408,12 @@ class Handler:
     def _invite(self) -> int:
         instrument.invite_received()
         voicemail_route.strip_app_header()   # media
+        origin = callback_route.trusted_origin(self.settings.media_sip)   # callback: removed unless from the media service
         directory = self._directory()
         if directory is None:
             return EXIT
+        if origin is not None:   # callback: the media service's outgoing leg, out through the trunks
+            return callback_route.route_out(self, directory, origin)
         trunk = trunks.trunk_for_source(directory, pv("$si"), int(pv("$sp") or 0))
         if trunk is not None:
             return self._from_trunk(directory, trunk)
@@ -465,6 +469,8 @@ class Handler:
         strip_identity_headers()   # toward phones no identity assertion is passed on
         sent_display = from_display()
         number, display = trunks.inbound_caller(did, pv("$fU") or "", sent_display)
+        if did.target in directory.callbacks:   # callback: rings, released unanswered, called back
+            return callback_route.relay_inbound(self.settings, did.target, number, pv("$fU") or "")
         if self.flows.has_flow(directory, called):  # flows: the DID runs a flow
             KSR.pv.sets("$avp(call_from)", "")
             return self.flows.start(self, directory, called, number, display)

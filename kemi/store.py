@@ -24,6 +24,7 @@ from kemi.directory import (Did, Directory, HuntGroup, HuntMember, Queue, QueueA
                             ServiceNumber, Subscriber, Trunk, TrunkRoute)
 from kemi.voicemail_route import load_rules
 from kemi.conference_route import load_rooms  # conference rooms
+from kemi.callback_route import load_numbers as load_callbacks  # callback
 
 CHANNEL = "kemi_config"
 
@@ -79,11 +80,13 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         cur.execute("SELECT name, number, auto_pause, progress_interval FROM queue")
         queue_rows = cur.fetchall()
     voicemail_rules = load_rules(conn)   # media
+    callbacks = load_callbacks(conn)   # callback
     return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
                      flows=flows, voicemail_rules=voicemail_rules,
                      auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
                      progress_intervals={number: s for _, number, _, s in queue_rows if s is not None},
-                     conferences=load_rooms(conn))   # conference rooms
+                     conferences=load_rooms(conn),   # conference rooms
+                     callbacks=callbacks)
 
 
 def snapshot_path(var_dir: str) -> Path:

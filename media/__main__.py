@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from kemi import journal  # callback
 from kemi.config import Settings
 from media import builtin, leg, store
-from media.runner import Runner
+from media import callback_prompts  # callback
+from media.callback import runner_for  # callback: its own runner, the rest media.runner.Runner
 from media.service import Service
 
 
@@ -29,8 +31,10 @@ async def main(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stats = Path(settings.var_dir) / "run" / "media-stats.json"
     stats.parent.mkdir(parents=True, exist_ok=True)
-    service = Service(host, int(port), trusted_sources(settings), store.Store(settings.database_url, log), Runner,
+    service = Service(host, int(port), trusted_sources(settings), store.Store(settings.database_url, log), runner_for,
                       max_legs=settings.media_max_legs, stats_path=stats, log=log)
+    service.proxy = (settings.sip_address, settings.sip_port)   # callback: outgoing legs go through the proxy
+    journal.configure(settings.var_dir, log=log)                 # callback: journal records of its legs
     await loop.create_datagram_endpoint(lambda: service, local_addr=(host, int(port)))
     log(f"SIP on udp {host}:{port}; INVITEs accepted from {', '.join(sorted(service.trusted))}; "
         f"at most {settings.media_max_legs} calls")
@@ -50,6 +54,7 @@ def run() -> int:
     for attempt in range(30):
         try:
             builtin.ensure(settings.database_url, log=log)
+            callback_prompts.ensure(settings.database_url, log=log)   # callback
             break
         except Exception as err:   # the database may still be starting
             if attempt == 29:

@@ -72,7 +72,16 @@ class Conference:
     room: str
 
 
-App = Voicemail | VmAccess | Play | Menu | Hold | Mwi | Conference
+@dataclass(frozen=True)
+class Callback:
+    """callback (seed 002): a caller rings the callback number; the service lets it ring,
+    releases it unanswered and calls back (media/callback.py). `caller` is empty when hidden."""
+    number: str
+    caller: str = ""
+    hidden: bool = False
+
+
+App = Voicemail | VmAccess | Play | Menu | Hold | Mwi | Conference | Callback
 TERMINAL = (Voicemail, VmAccess, Conference)
 
 
@@ -107,6 +116,8 @@ def parse(header: str | None) -> App:
             if not ROOM.fullmatch(room):
                 raise AppError(400, "Bad Request - conference room must be 2-32 digits")
             return Conference(room)
+        if name == "callback":   # callback
+            return _callback(params)
     except KeyError as err:
         raise AppError(400, f"Bad Request - X-Kemi-App {name}: {err.args[0]} is required") from None
     raise AppError(404, f"Not Found - no media app {name[:20]!r}")
@@ -152,3 +163,14 @@ def _int(params: dict[str, str], key: str, default: int, low: int, high: int) ->
     if not value.isdigit() or not low <= int(value) <= high:
         raise AppError(400, f"Bad Request - {key} must be a whole number from {low} to {high}")
     return int(value)
+
+
+def _callback(params: dict[str, str]) -> Callback:
+    number = _box(params.get("number"), required=True)
+    caller = params.get("caller", "")
+    if caller and not re.fullmatch(r"[0-9]{1,32}", caller):
+        raise AppError(400, "Bad Request - callback caller must be 1-32 digits or empty")
+    hidden = params.get("hidden", "0")
+    if hidden not in ("0", "1"):
+        raise AppError(400, "Bad Request - callback hidden must be 0 or 1")
+    return Callback(number, caller, hidden == "1" or not caller)

@@ -85,6 +85,8 @@ class Service(Notifier, asyncio.DatagramProtocol):
         self.jitter_samples: list[float] = []
         self.subs: dict[str, Subscription] = {}
         self.active = 0                 # calls with an app running (ended ones linger in `calls` for Timer H)
+        self.outgoing: dict = {}        # callback: legs this service placed (media/uac.py), by Call-ID
+        self.proxy: tuple[str, int] = ("127.0.0.1", 5060)   # callback: where outgoing legs are sent
 
     # ------------------------------------------------------------ plumbing
     def count(self, name: str) -> None:
@@ -137,6 +139,10 @@ class Service(Notifier, asyncio.DatagramProtocol):
             return
         if method == "SUBSCRIBE":
             self.on_subscribe(msg, addr)
+            return
+        out = self.outgoing.get(msg.call_id)   # callback: a request within a leg this service placed
+        if out is not None:
+            out.on_request(msg, addr)
             return
         call = self.calls.get(msg.call_id)
         if method == "INVITE" and call is None and sip.tag_of(msg.get("to", "")) is None:
@@ -312,7 +318,10 @@ class Service(Notifier, asyncio.DatagramProtocol):
         asyncio.get_running_loop().call_later(TIMER_H if call.final else 0, self.calls.pop, call.invite.call_id, None)
 
     def on_response(self, msg: sip.Message, addr) -> None:
-        pass   # responses to our BYEs: nothing to do
+        out = self.outgoing.get(msg.call_id)   # callback: responses to the legs this service placed
+        if out is not None and self.is_trusted(addr):
+            out.on_response(msg)
+        # other responses (to our BYEs): nothing to do
 
     # ------------------------------------------------------------ statistics
     def stats(self) -> dict:

@@ -17,6 +17,7 @@ from provision import bans, flows, journal, live
 from provision import media  # media
 from provision import conference  # conference rooms
 from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
+from provision import callback  # callback (seed 002)
 from provision.store import ProvisioningError
 
 
@@ -341,6 +342,7 @@ def parser() -> argparse.ArgumentParser:
     jo.add_argument("--call", metavar="CALL_ID", help="every leg of one call")
     media.add_parsers(top)   # media: audio, voicemail
     conference.add_parsers(top)   # conference rooms
+    callback.add_parsers(top)   # callback
     return p
 
 
@@ -374,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
                         "flow": flows.command}
             commands.update(media.COMMANDS)   # media: audio, voicemail
             commands.update(conference.COMMANDS)   # conference rooms
+            commands.update(callback.COMMANDS)   # callback
             started_ns = time.time_ns()   # a load that began after this includes the commit below
             commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
         if live.changes_routing(args.area, getattr(args, "action", None)):

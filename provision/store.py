@@ -59,6 +59,8 @@ def number_owner(directory, number: str) -> str | None:
         return "a call flow number"
     if number in getattr(directory, "conferences", {}):   # conference rooms
         return "a conference room number"
+    if number in getattr(directory, "callbacks", {}):   # callback
+        return "a callback number"
     return None
 
 
