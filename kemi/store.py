@@ -79,6 +79,8 @@ def load_directory(conn: psycopg.Connection) -> Directory:
         # phones: per-queue auto-pause and repeated-182 settings
         cur.execute("SELECT name, number, auto_pause, progress_interval FROM queue")
         queue_rows = cur.fetchall()
+        cur.execute("SELECT name FROM queue WHERE supervised")   # whisper and barge
+        supervised = frozenset(r[0] for r in cur)
     voicemail_rules = load_rules(conn)   # media
     callbacks = load_callbacks(conn)   # callback
     return Directory(subscribers, groups, members, services, trunks, routes, dids, ringall, queues, supervisors,
@@ -86,7 +88,8 @@ def load_directory(conn: psycopg.Connection) -> Directory:
                      auto_pause={name: n for name, _, n, _ in queue_rows if n is not None},
                      progress_intervals={number: s for _, number, _, s in queue_rows if s is not None},
                      conferences=load_rooms(conn),   # conference rooms
-                     callbacks=callbacks)
+                     callbacks=callbacks,
+                     supervised=supervised)   # whisper and barge
 
 
 def snapshot_path(var_dir: str) -> Path:
