@@ -18,6 +18,7 @@ from provision import media  # media
 from provision import conference  # conference rooms
 from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
 from provision import callback  # callback (seed 002)
+from provision import supervise as supervise_cli  # whisper and barge
 from provision.store import ProvisioningError
 
 
@@ -161,6 +162,8 @@ def cmd_ringall(args, conn, settings) -> None:
 def cmd_queue(args, conn, settings) -> None:
     if args.action in agent_cli.QUEUE_ACTIONS:   # phones: auto-pause
         return agent_cli.cmd_queue(args, conn)
+    if args.action in supervise_cli.ACTIONS:   # whisper and barge
+        return supervise_cli.cmd(args, conn)
     if args.action in ("add", "change"):
         groups.save_queue(conn, args.name, args.number, args.action == "add", strategy=args.strategy,
                           ring_timeout=args.ring_timeout, max_wait=args.max_wait, timeout_target=args.timeout_target,
@@ -302,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
     qua.add_parser("remove").add_argument("name")
     qua.add_parser("list")
     agent_cli.add_queue_parsers(qua)   # phones
+    supervise_cli.add_parsers(qua)   # whisper and barge
 
     su = top.add_parser("supervisor", help="who may listen in (4# + number) on whose calls")
     sua = su.add_subparsers(dest="action", required=True)
