@@ -15,7 +15,7 @@ import numpy as np
 
 from media import audio
 from tests.e2e.callback_peer import Carrier
-from tests.e2e.media_helpers import tone_share, wait_until_async
+from tests.e2e.media_helpers import tone_share
 from tests.e2e.media_peer import Phone, register
 
 CUSTOMER_HZ, AGENT_HZ, SUPERVISOR_HZ = 500.0, 900.0, 1500.0
