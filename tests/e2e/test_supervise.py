@@ -165,7 +165,7 @@ def test_barge_from_the_start_and_listen_by_4_on_a_bridged_call(proxy):
             lcall.bye()
             lphone.close()
             incoming.bye()                          # the agent hangs up: the customer gets BYE
-            await asyncio.wait_for(ccall.ended_by_peer.wait(), 15)
+            await ccall.wait_bye(15)
         finally:
             for p in (aphone, cphone, sphone):
                 p.close()
@@ -239,14 +239,16 @@ def test_forged_supervise_origin_is_not_trusted(proxy):
         aphone = await agent_phone(proxy, agent)
         phone = await Phone(*customer).open()     # a phone claiming to be the media service's leg
         try:
-            call = await phone.call(proxy.address, uri(proxy, agent[0]),
-                                    headers=[("X-Kemi-Origin", f"supervise;agent={agent[0]}")], wait_for=(180, 200))
+            calling = asyncio.ensure_future(phone.call(
+                proxy.address, uri(proxy, agent[0]), headers=[("X-Kemi-Origin", f"supervise;agent={agent[0]}")],
+                wait_for=(200,)))
             incoming = await aphone.next_call(timeout=20)
             # routed as the phone it is (digest checked, its own From), the header removed
             assert "x-kemi-origin" not in {k.lower() for k, _ in incoming.invite.headers}
             assert incoming.from_user == customer[0]
             incoming.reject(486, "Busy Here")
-            call.cancel()
+            call = await asyncio.wait_for(calling, 20)
+            assert call.final.status == 486
         finally:
             aphone.close()
             phone.close()
