@@ -259,7 +259,7 @@ def test_forged_supervise_origin_is_not_trusted(proxy):
 
 def test_media_service_refuses_a_spy_from_anyone_but_the_proxy(proxy):
     """Straight at the media service: an untrusted source is refused (403) before anything is
-    parsed (bad headers: tests/unit/test_supervise.py); phones' own X-Kemi-App headers are
+    parsed (bad headers: tests/unit/test_whisper_barge.py); phones' own X-Kemi-App headers are
     stripped by the proxy (kemi/voicemail_route.py)."""
     header = "spy;call=nosuchcall@x;mode=barge"
     host, port = proxy.settings.media_sip.split(":")

@@ -1,144 +1,119 @@
-"""Whisper, barge and listen on supervised calls (issue 14 section 2): the pure parts."""
+"""tools/supervise.py (back-off, restart decisions), the launcher's media gate, and the
+workers' snapshot file reader (kemi/store.py), without real processes."""
 from __future__ import annotations
 
-import asyncio
+import threading
 
-import numpy as np
 import pytest
 
-from kemi import supervise_route as sr
-from media import apps, g711
-from media.supervise_core import AGENT, CUSTOMER, Supervisor, hearing, on_key
-
-S1, S2 = "s1", "s2"
+from kemi.directory import Directory, Subscriber
+from kemi.store import DirectoryCache, write_snapshot
+from tools.supervise import MAX_DELAY, STABLE, Supervisor, backoff, read_restarts
 
 
-@pytest.mark.parametrize("mode,agent_hears_sup,customer_hears_sup", [
-    ("listen", False, False), ("whisper", True, False), ("barge", True, True)])
-def test_who_hears_the_supervisor(mode, agent_hears_sup, customer_hears_sup):
-    h = hearing((Supervisor(S1, mode),))
-    assert (S1 in h[AGENT]) is agent_hears_sup
-    assert (S1 in h[CUSTOMER]) is customer_hears_sup
-    assert h[S1] == {AGENT, CUSTOMER}                  # the supervisor always hears both
-    assert CUSTOMER in h[AGENT] and AGENT in h[CUSTOMER]  # the call itself goes on
-    assert all(k not in v for k, v in h.items())       # nobody hears themselves
+@pytest.mark.parametrize("failures, delay", [(1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, MAX_DELAY), (50, MAX_DELAY)])
+def test_backoff_doubles_up_to_a_cap(failures, delay):
+    assert backoff(failures) == delay
 
 
-def test_two_supervisors_in_their_own_modes_do_not_hear_each_other():
-    h = hearing((Supervisor(S1, "whisper"), Supervisor(S2, "barge")))
-    assert h[AGENT] == {CUSTOMER, S1, S2}
-    assert h[CUSTOMER] == {AGENT, S2}
-    assert h[S1] == h[S2] == {AGENT, CUSTOMER}
+class Fake:
+    def __init__(self, name="kamailio", fail_restarts=0):
+        self.name, self.wanted, self.lock = name, True, threading.RLock()
+        self.up, self.fail_restarts, self.restarted = True, fail_restarts, 0
+
+    def alive(self):
+        return self.up
+
+    def exit_reason(self):
+        return "was killed by SIGKILL"
+
+    def restart(self):
+        if self.fail_restarts:
+            self.fail_restarts -= 1
+            raise RuntimeError("port in use\nmore")
+        self.restarted += 1
+        self.up = True
 
 
-def test_no_supervisor_is_a_plain_two_leg_bridge():
-    assert hearing(()) == {AGENT: {CUSTOMER}, CUSTOMER: {AGENT}}
+def supervisor(tmp_path, *members):
+    lines = []
+    return Supervisor(list(members), str(tmp_path), log=lines.append), lines
 
 
-def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError):
-        hearing((Supervisor(S1, "shout"),))
+def test_a_dead_process_is_restarted_after_the_backoff_with_log_lines_and_a_count(tmp_path):
+    m = Fake()
+    sup, lines = supervisor(tmp_path, m)
+    m.up = False
+    sup.check(m, now=100.0)
+    assert m.restarted == 0 and "kamailio was killed by SIGKILL; restarting in 0.5 s" in lines[0]
+    sup.check(m, now=100.2)
+    assert m.restarted == 0
+    sup.check(m, now=100.6)
+    assert m.restarted == 1 and "kamailio restarted (restart 1" in lines[-1]
+    assert read_restarts(str(tmp_path)) == {"kamailio": 1}
 
 
-@pytest.mark.parametrize("mode,digit,after", [
-    ("listen", "5", "whisper"), ("listen", "6", "barge"), ("barge", "4", "listen"),
-    ("whisper", "6", "barge"), ("whisper", "1", "whisper"), ("barge", "#", "barge"), ("listen", "*", "listen")])
-def test_keys_switch_the_mode(mode, digit, after):
-    assert on_key(mode, digit) == after
+def test_failing_restarts_back_off_further_and_a_stable_run_resets(tmp_path):
+    m = Fake(fail_restarts=2)
+    sup, lines = supervisor(tmp_path, m)
+    m.up = False
+    t = 0.0
+    delays = []
+    while m.restarted == 0 and t < 100:
+        before = len(lines)
+        sup.check(m, now=t)
+        if len(lines) > before and "restarting in" in lines[-1]:
+            delays.append(float(lines[-1].split("restarting in ")[1].split(" s")[0]))
+        t += 0.1
+    assert delays == [0.5, 1.0, 2.0]
+    assert any("did not come back: port in use" in ln for ln in lines)
+    sup.state[m.name].started = 0.0
+    sup.check(m, now=STABLE + 1)        # healthy long enough: back to the first step
+    assert sup.state[m.name].failures == 0
 
 
-@pytest.mark.parametrize("agent_call,bridged,mode,expected", [
-    (None, False, "whisper", (480, "has no current call")),
-    (None, True, "listen", (480, "has no current call")),
-    ("c1@x", False, "listen", "listen"),
-    ("c1@x", False, "whisper", (501, "supervision on")),
-    ("c1@x", False, "barge", (501, "barge (6#)")),
-    ("c1@x", True, "listen", "spy;call=c1@x;mode=listen"),
-    ("c1@x", True, "whisper", "spy;call=c1@x;mode=whisper"),
-    ("c1@x", True, "barge", "spy;call=c1@x;mode=barge"),
-])
-def test_spy_decision(agent_call, bridged, mode, expected):
-    d = sr.spy_decision("2001", mode, agent_call, bridged)
-    if expected == "listen":
-        assert isinstance(d, sr.Listen)
-    elif isinstance(expected, tuple):
-        assert isinstance(d, sr.Refuse) and d.status == expected[0] and expected[1] in d.reason
-    else:
-        assert isinstance(d, sr.ToMedia) and d.header == expected
+def test_a_deliberately_stopped_process_is_left_alone(tmp_path):
+    m = Fake()
+    sup, lines = supervisor(tmp_path, m)
+    m.up, m.wanted = False, False
+    for t in range(10):
+        sup.check(m, now=float(t))
+    assert m.restarted == 0 and lines == []
 
 
-@pytest.mark.parametrize("header,agent", [
-    ("supervise;agent=2001", "2001"), (" supervise ; agent=2001 ", "2001"),
-    ("supervise;agent=20a1", None), ("supervise", None), ("callback;number=7000", None),
-    ("supervise;agent=" + "1" * 33, None), (None, None), ("", None)])
-def test_parse_origin(header, agent):
-    assert sr.parse_origin(header) == agent
+def test_media_gate_switches_rtpengine_off_after_misses_and_on_when_it_answers():
+    from tools.stack import MediaGate
+
+    class Stack:
+        class settings:
+            rtpengine_ng = "127.0.0.1:9"
+    gate = MediaGate(Stack, log=lambda m: None)
+    switched = []
+    gate._switch = lambda on: (switched.append(on), setattr(gate, "last_rpc", 1e18))
+    gate.check(True)
+    gate.check(False)
+    assert switched == [True] and gate.healthy          # one miss is not enough
+    gate.check(False)
+    assert switched == [True, False] and not gate.healthy
+    gate.check(False)
+    assert switched == [True, False]
+    gate.reconcile = lambda: 0
+    gate.check(True)
+    assert switched == [True, False, True] and gate.healthy and len(gate.reconcile_at) == 2
 
 
-def test_supervised_header_round_trips_through_the_media_app_parser():
-    app = apps.parse(sr.supervised_header("2001", "4930111", 20))
-    assert app == apps.Supervised("2001", "4930111", 20)
-    assert apps.parse(sr.supervised_header("2001", "anonymous", 20)).caller == ""
-    spy = apps.parse(sr.spy_header("abc.def@kemi-media", "barge"))
-    assert spy == apps.Spy("abc.def@kemi-media", "barge")
-
-
-@pytest.mark.parametrize("header,status", [
-    ("supervised", 400), ("supervised;agent=x1", 400), ("supervised;agent=1;ring=0", 400),
-    ("supervised;agent=1;caller=abc", 400), ("spy", 400), ("spy;call=a%20b", 400),
-    ("spy;call=abc;mode=shout", 400), ("spy;call=" + "a" * 129, 400)])
-def test_bad_app_headers_are_refused(header, status):
-    with pytest.raises(apps.AppError) as err:
-        apps.parse(header)
-    assert err.value.status == status
-
-
-class FakeLeg:
-    def __init__(self, pt=0):
-        self.payload_type = pt
-        self.recording = None
-        self.player = None
-
-    def stop_playing(self):
-        self.player = None
-
-
-def _tone(freq, n=160):
-    return (8000 * np.sin(2 * np.pi * freq * np.arange(n) / 8000)).astype(np.int16)
-
-
-def test_bridge_membership_and_modes():
-    from media.supervise import SupervisedBridge
-
-    async def go():
-        cust, agent, sup = FakeLeg(), FakeLeg(8), FakeLeg()
-        b = SupervisedBridge(cust, agent)
-        b.start()
-        b.add("s", sup, "whisper")
-
-        def tick(i):
-            for leg, f in ((cust, 500), (agent, 700), (sup, 1100)):
-                if leg.recording is not None:
-                    leg.recording.append(_tone(f))
-            return {name: g711.decode(b.frame_for(leg, i), leg.payload_type)
-                    for name, leg in (("c", cust), ("a", agent), ("s", sup)) if leg in b.legs}
-
-        def energy(pcm, f):
-            spec = np.abs(np.fft.rfft(pcm.astype(float)))
-            return spec[int(f * len(pcm) / 8000)]
-
-        out = tick(0)
-        assert energy(out["a"], 1100) > 1e5 and energy(out["c"], 1100) < 1e4    # whisper
-        assert energy(out["s"], 500) > 1e5 and energy(out["s"], 700) > 1e5
-        b.set_mode("s", "barge")
-        out = tick(1)
-        assert energy(out["c"], 1100) > 1e5 and energy(out["a"], 1100) > 1e5
-        b.set_mode("s", "listen")
-        out = tick(2)
-        assert energy(out["c"], 1100) < 1e4 and energy(out["a"], 1100) < 1e4
-        b.remove("s")
-        assert sup.recording is None and len(b.legs) == 2
-        out = tick(3)
-        assert energy(out["c"], 700) > 1e5
-
-    asyncio.run(go())
+def test_workers_read_the_snapshot_file_only_when_it_was_replaced(tmp_path):
+    path = tmp_path / "directory.pickle"
+    cache = DirectoryCache(path=path)
+    assert cache.get() is None                           # the loader never wrote one
+    one = Directory({"1001": Subscriber("1001", "h")}, {}, {}, {}, {}, (), {}, {}, {}, {})
+    write_snapshot(path, one)
+    assert cache.get() == one and cache.reloads == 1
+    assert cache.get() == one and cache.reloads == 1     # unchanged file: no reload
+    two = Directory({"1002": Subscriber("1002", "h")}, {}, {}, {}, {}, (), {}, {}, {}, {})
+    write_snapshot(path, two)
+    assert cache.get() == two and cache.reloads == 2
+    path.write_bytes(b"not a pickle")                    # a broken file keeps the last snapshot
+    assert cache.get() == two
+    path.unlink()
+    assert cache.get() == two                            # so does a missing one
