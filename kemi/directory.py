@@ -168,6 +168,8 @@ class Directory:
     conferences: dict[str, str] = field(default_factory=dict)
     # callback: callback number -> the SIP number whose caller-ID policy its outgoing legs use
     callbacks: dict[str, str | None] = field(default_factory=dict)
+    # whisper and barge: names of the queues whose calls are bridged through the media service
+    supervised: frozenset[str] = frozenset()
 
     def active_subscriber(self, number: str) -> Subscriber | None:
         sub = self.subscribers.get(number)

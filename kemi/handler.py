@@ -18,6 +18,7 @@ from kemi import flow_engine, names  # flows:
 from kemi import voicemail_route  # media
 from kemi import conference_route  # conference rooms
 from kemi import callback_route  # callback (seed 002)
+from kemi import supervise_route  # whisper and barge
 from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
@@ -229,6 +230,7 @@ class Handler:
         """The first 2xx of a new call: the member who took it is busy for queues until the
         dialog ends, and both ends can be listened in on."""
         KSR.pv.seti("$avp(answered)", 1)   # once per call, not per 2xx retransmission
+        member = member or supervise_route.answered_agent()   # whisper and barge: a bridged leg
         call_id = pv("$ci")
         if member:
             journal.leg_ended(call_id, member, "answered", 200)
@@ -436,10 +438,13 @@ class Handler:
     def _invite(self) -> int:
         instrument.invite_received()
         voicemail_route.strip_app_header()   # media
-        origin = callback_route.trusted_origin(self.settings.media_sip)   # callback: removed unless from the media service
         directory = self._directory()
         if directory is None:
             return EXIT
+        bridged_leg = supervise_route.trusted_leg(self, directory, self.settings.media_sip)   # whisper and barge
+        if bridged_leg is not None:
+            return bridged_leg
+        origin = callback_route.trusted_origin(self.settings.media_sip)   # callback: removed unless from the media service
         if origin is not None:   # callback: the media service's outgoing leg, out through the trunks
             return callback_route.route_out(self, directory, origin)
         trunk = trunks.trunk_for_source(directory, pv("$si"), int(pv("$sp") or 0))
@@ -468,8 +473,8 @@ class Handler:
         plan = routing.plan_call(pv("$rU") or "", directory, self.settings.ring_timeout,
                                  caller=directory.subscribers[number], caller_display=display)
         plan = voicemail_route.ring_timeout_for(plan, self.vm_rules.get())   # media
-        if isinstance(plan, routing.SpyPlan):
-            return listen.start(plan, self.ng)
+        if isinstance(plan, routing.SpyPlan):   # whisper and barge: by the agent's call
+            return supervise_route.start(plan, self.ng, self.settings.media_sip)
         KSR.pv.sets("$avp(call_from)", number)      # the subscriber end of this call
         if not isinstance(plan, routing.Reject):
             presence.publish_call(plan, number, self.settings.sip_address, self.settings.sip_port)  # phones: BLF

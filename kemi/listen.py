@@ -45,6 +45,7 @@ def forget_call() -> None:
         if number and _get("calls", number) == call_id:
             KSR.htable.sht_rm("calls", number)
     KSR.htable.sht_rm("calls", f"cid:{call_id}")
+    KSR.htable.sht_rm("calls", f"sup:{call_id}")   # whisper and barge: a bridged leg's mark
 
 
 # ------------------------------------------------------------------ the supervisor's call

@@ -520,6 +520,9 @@ def offer(directory, domain: str) -> int:
         KSR.tm.t_reply(487, "Request Terminated")
         instrument.call_ended(487)
         return EXIT
+    if q.name in directory.supervised:   # whisper and barge: through the media service
+        from kemi import supervise_route
+        return supervise_route.offer(q, agents, domain, _media_sip())
     steps = ring.load_branches([Step(a, q.ring_timeout) for a in agents if a], domain, parallel=True)
     if not steps:
         return _requeue("offered agents are gone")
@@ -531,6 +534,16 @@ def offer(directory, domain: str) -> int:
     if not ring.next_contacts(first=True):
         return EXIT
     return ring.relay_step(q.ring_timeout, FAILURE_ROUTE)
+
+
+_MEDIA_SIP: list[str] = []
+
+
+def _media_sip() -> str:   # whisper and barge: read once per process
+    if not _MEDIA_SIP:
+        from kemi.config import Settings
+        _MEDIA_SIP.append(Settings.from_env().media_sip)
+    return _MEDIA_SIP[0]
 
 
 def on_failure() -> int:

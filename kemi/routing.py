@@ -45,8 +45,10 @@ class TrunkPlan:
 
 @dataclass(frozen=True)
 class SpyPlan:
-    """A supervisor listens in on an agent's current call (4#): a send-only copy of both sides."""
+    """A supervisor listens in on (4#), whispers to (5#) or barges into (6#) an agent's
+    current call; how is decided by the agent's call (kemi/supervise_route.py)."""
     agent: str
+    mode: str = "listen"
 
 
 Plan = RingPlan | QueuePlan | TrunkPlan | SpyPlan | Reject
@@ -80,15 +82,13 @@ def plan_call(ruri_user: str, directory: Directory, default_timeout: int,
 
 
 def _spy(dial, directory, caller) -> Plan:
-    if dial.spy != "listen":
-        return Reject(501, NO_MIXING.format(mode=f"{dial.spy} ({str(dial)[:2]})"))
     if caller is None:
-        return Reject(403, "Forbidden - listen-in is for supervisors' phones")
+        return Reject(403, "Forbidden - listen-in, whisper and barge are for supervisors' phones")
     if directory.active_subscriber(dial.number) is None:
         return Reject(404, f"Not Found - no agent {dial.number}")
     if not directory.supervisors.get(caller.number, frozenset()) & directory.groups_of(dial.number):
         return Reject(403, f"Forbidden - {caller.number} does not supervise a group or queue of {dial.number}")
-    return SpyPlan(dial.number)
+    return SpyPlan(dial.number, dial.spy)
 
 
 GROUP_SUFFIX = "Address Incomplete - suffixes T, h and cN do not apply to group and queue numbers"

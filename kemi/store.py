@@ -134,6 +134,8 @@ def load_directory(conn: psycopg.Connection, subscribers: bool = True) -> Direct
         # phones: per-queue auto-pause and repeated-182 settings
         cur.execute("SELECT name, number, auto_pause, progress_interval FROM queue")
         queue_rows = cur.fetchall()
+        cur.execute("SELECT name FROM queue WHERE supervised")   # whisper and barge
+        supervised = frozenset(r[0] for r in cur)
     voicemail_rules = load_rules(conn)   # media
     queue_hold = load_queue_hold(conn)   # media
     callbacks = load_callbacks(conn)   # callback
@@ -144,7 +146,8 @@ def load_directory(conn: psycopg.Connection, subscribers: bool = True) -> Direct
                      progress_intervals={number: s for _, number, _, s in queue_rows if s is not None},
                      queue_hold=queue_hold,
                      conferences=load_rooms(conn),   # conference rooms
-                     callbacks=callbacks)
+                     callbacks=callbacks,
+                     supervised=supervised)   # whisper and barge
 
 
 def load_queue_hold(conn) -> dict:

@@ -12,7 +12,7 @@ from kemi import journal  # callback
 from kemi.config import Settings
 from media import builtin, leg, mailer, store
 from media import callback_prompts  # callback
-from media.callback import runner_for  # callback: its own runner, the rest media.runner.Runner
+from media.supervise import runner_for  # whisper and barge, then callback, then media.runner.Runner
 from media.service import Service
 
 

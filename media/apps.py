@@ -82,8 +82,25 @@ class Callback:
     hidden: bool = False
 
 
-App = Voicemail | VmAccess | Play | Menu | Hold | Mwi | Conference | Callback
-TERMINAL = (Voicemail, VmAccess, Conference)
+@dataclass(frozen=True)
+class Supervised:
+    """A call from a queue with supervision on, offered to `agent` (media/supervise.py): the
+    service calls the agent, relays the ringing, answers when the agent answers, bridges."""
+    agent: str
+    caller: str = ""
+    ring: int = 15
+
+
+@dataclass(frozen=True)
+class Spy:
+    """A supervisor joining a supervised call (`call`: either leg's Call-ID)."""
+    call: str
+    mode: str = "listen"
+
+
+App = Voicemail | VmAccess | Play | Menu | Hold | Mwi | Conference | Callback | Supervised | Spy
+TERMINAL = (Voicemail, VmAccess, Conference, Supervised, Spy)
+CALL_ID = re.compile(r"[A-Za-z0-9._@:+-]{1,128}")
 
 
 def parse(header: str | None) -> App:
@@ -119,6 +136,17 @@ def parse(header: str | None) -> App:
             return Conference(room)
         if name == "callback":   # callback
             return _callback(params)
+        if name == "supervised":   # whisper and barge
+            caller = params.get("caller", "")
+            if caller and not re.fullmatch(r"[0-9]{1,32}", caller):
+                raise AppError(400, "Bad Request - supervised caller must be 1-32 digits or empty")
+            return Supervised(_box(params.get("agent"), required=True), caller, _int(params, "ring", 15, 1, 600))
+        if name == "spy":   # whisper and barge
+            if not CALL_ID.fullmatch(params["call"]):
+                raise AppError(400, "Bad Request - spy call must be a Call-ID of 1-128 safe characters")
+            if params.get("mode", "listen") not in ("listen", "whisper", "barge"):
+                raise AppError(400, "Bad Request - spy mode must be listen, whisper or barge")
+            return Spy(params["call"], params.get("mode", "listen"))
     except KeyError as err:
         raise AppError(400, f"Bad Request - X-Kemi-App {name}: {err.args[0]} is required") from None
     raise AppError(404, f"Not Found - no media app {name[:20]!r}")

@@ -18,6 +18,7 @@ from provision import media  # media
 from provision import conference  # conference rooms
 from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
 from provision import callback  # callback (seed 002)
+from provision import supervise as supervise_cli  # whisper and barge
 from provision.store import ProvisioningError
 
 
@@ -165,6 +166,8 @@ def cmd_queue(args, conn, settings) -> None:
         music, interval, announce = groups.set_queue_hold(conn, args.name, args.music, args.interval, args.announce)
         print(f"queue {args.name!r}: music {music}, every {interval} s announce {announce}")
         return
+    if args.action in supervise_cli.ACTIONS:   # whisper and barge
+        return supervise_cli.cmd(args, conn)
     if args.action in ("add", "change"):
         groups.save_queue(conn, args.name, args.number, args.action == "add", strategy=args.strategy,
                           ring_timeout=args.ring_timeout, max_wait=args.max_wait, timeout_target=args.timeout_target,
@@ -311,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--music", help="an audio name (e.g. music-hold), or 'off' for silence")
     q.add_argument("--interval", type=int, help="seconds between announcements (0: never; default 30)")
     q.add_argument("--announce", help="none, position, wait (expected wait) or both (default position)")
+    supervise_cli.add_parsers(qua)   # whisper and barge
 
     su = top.add_parser("supervisor", help="who may listen in (4# + number) on whose calls")
     sua = su.add_subparsers(dest="action", required=True)

@@ -175,7 +175,8 @@ def _spy_directory():
     ("2009", "4#2002", 403),                         # 2002 is only in queue support
     ("2003", "4#2001", 403),                         # not a supervisor at all
     ("2009", "4#2999", 404),
-    ("2009", "5#2001", 501), ("2009", "6#2001", 501),
+    ("2009", "5#2001", "whisper"), ("2009", "6#2001", "barge"),   # whisper and barge: same rule
+    ("2003", "5#2001", 403), ("2003", "6#2001", 403), ("2009", "6#2002", 403), ("2009", "5#2999", 404),
 ])
 def test_listen_in_authorisation(caller, dialled, expected):
     from kemi.routing import SpyPlan
@@ -183,5 +184,7 @@ def test_listen_in_authorisation(caller, dialled, expected):
     plan = plan_call(dialled, d, 15, caller=d.subscribers[caller])
     if expected == "plan":
         assert plan == SpyPlan("2001")
+    elif expected in ("whisper", "barge"):
+        assert plan == SpyPlan("2001", expected)
     else:
         assert isinstance(plan, Reject) and plan.status == expected, plan

@@ -74,10 +74,10 @@ REJECTS = [
     ("900", 480, "disabled"),                     # inactive member dialled directly
     ("8009000", 480, "no active member"),         # service whose chain is all inactive
     ("4#77721401", 403, "supervisors' phones"),   # no caller: a trunk call
-    ("5#77721401", 501, "whisper"),
-    ("6#77721401", 501, "barge"),
+    ("5#77721401", 403, "supervisors' phones"),   # whisper and barge: authorised like 4#
+    ("6#77721401", 403, "supervisors' phones"),
     ("4%2377721401", 403, "supervisors' phones"),
-    ("5#123456", 501, "audio mixing"),            # 501 before the lookup
+    ("5#123456", 403, "supervisors' phones"),
     ("77721401h", 484, "for calls from phones"),     # no caller: a trunk call
     ("77721401c1", 484, "for calls from phones"),
     ("77721401c2hT", 484, "for calls from phones"),
