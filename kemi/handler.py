@@ -18,6 +18,7 @@ from kemi import flow_engine, names  # flows:
 from kemi import voicemail_route  # media
 from kemi import conference_route  # conference rooms
 from kemi import callback_route  # callback (seed 002)
+from kemi import launch_route  # launcher (seed 003)
 from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
@@ -412,6 +413,8 @@ class Handler:
         directory = self._directory()
         if directory is None:
             return EXIT
+        if isinstance(origin, launch_route.LaunchOrigin):   # launcher: the media service's launch call
+            return launch_route.route_out(self, directory, origin)
         if origin is not None:   # callback: the media service's outgoing leg, out through the trunks
             return callback_route.route_out(self, directory, origin)
         trunk = trunks.trunk_for_source(directory, pv("$si"), int(pv("$sp") or 0))

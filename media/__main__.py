@@ -44,8 +44,12 @@ async def main(settings: Settings) -> None:
     reporter = loop.create_task(service.report())
     from media import conference_control   # conference rooms: kemictl conference status|kick
     await conference_control.start(service, settings.var_dir, log)
+    from media import launcher, launcher_http   # launcher: escalating conference calls + its HTTP endpoint
+    launches = loop.create_task(launcher.Launcher(service, settings, log).run())
+    await launcher_http.Endpoint(service.store, settings, log, service.count).start(settings.var_dir)
     await stop.wait()
     reporter.cancel()
+    launches.cancel()   # launcher
     log("stopping")
 
 
@@ -55,6 +59,8 @@ def run() -> int:
         try:
             builtin.ensure(settings.database_url, log=log)
             callback_prompts.ensure(settings.database_url, log=log)   # callback
+            from media import launcher   # launcher
+            launcher.ensure_prompts(settings.database_url, log=log)   # launcher
             break
         except Exception as err:   # the database may still be starting
             if attempt == 29:
