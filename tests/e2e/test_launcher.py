@@ -119,6 +119,7 @@ def test_work_home_and_sms_email_then_dial_in(proxy, gateways, tmp_path):
         launch_id = int(out.stdout.split()[1])
         arrivals: dict[str, object] = {}
         answered: dict[str, object] = {}
+        pressed: dict[str, int] = {}     # how much each had heard when it pressed 1
 
         async def phones():
             while True:
@@ -128,13 +129,15 @@ def test_work_home_and_sms_email_then_dial_in(proxy, gateways, tmp_path):
                     await call.answer()
                     answered[call.number] = call
                     await wait_until_async(lambda c=call: tone_share(c.received()[-2400:], PRESS_HZ) > 0.5, 20)
+                    pressed[call.number] = len(call.received())
                     await call.dtmf("1")
 
         answering = asyncio.ensure_future(phones())
         try:
             await wait_until_async(lambda: alice_work in answered, 20)
             alice = answered[alice_work]
-            alice_heard_before_join = len(alice.received())
+            await wait_until_async(lambda: alice_work in pressed, 20)
+            alice_heard_before_join = pressed[alice_work]
             await wait_until_async(lambda: bob_home in answered, 40)
             bob = answered[bob_home]
             await wait_until_async(lambda: len(gateway.requests) >= 2, 40)   # the 503, then the retry
@@ -197,7 +200,7 @@ def endpoint(proxy) -> dict:
     return json.loads((Path(proxy.settings.var_dir) / "run" / "launch-http.json").read_text())
 
 
-def http(info: dict, method: str, path: str, body: bytes | None = None, token: str | None = None,
+def call_api(info: dict, method: str, path: str, body: bytes | None = None, token: str | None = None,
          headers: dict | None = None) -> tuple[int, dict]:
     req = urllib.request.Request(info["url"] + path, data=body, method=method, headers=headers or {})
     if token is not None:
@@ -216,25 +219,25 @@ def test_http_endpoint_launches_with_the_token_and_refuses_everything_else(proxy
     assert oct(os.stat(Path(proxy.settings.var_dir) / "run" / "launch-http.json").st_mode & 0o777) == "0o600"
     token = info["token"]
     good = {"room": room, "pin": PIN, "contacts": [{"name": "Dora", "work": "0000999001"}], "title": "From HTTP"}
-    status, answer = http(info, "POST", "/launches", json.dumps(good).encode(), token)
+    status, answer = call_api(info, "POST", "/launches", json.dumps(good).encode(), token)
     assert status == 201, answer
     launch_id = answer["id"]
-    status, shown = http(info, "GET", f"/launches/{launch_id}", token=token)
+    status, shown = call_api(info, "GET", f"/launches/{launch_id}", token=token)
     assert status == 200 and shown["room"] == room and shown["source"] == "http"
     assert shown["contacts"][0]["name"] == "Dora"
     proxy.kemictl("launch", "stop", str(launch_id))
 
-    assert http(info, "POST", "/launches", json.dumps(good).encode())[0] == 401            # no token
-    assert http(info, "GET", f"/launches/{launch_id}", token="guess")[0] == 401            # wrong token
-    status, answer = http(info, "POST", "/launches", b"{" + b" " * 20000 + b"}", token)   # oversized
+    assert call_api(info, "POST", "/launches", json.dumps(good).encode())[0] == 401            # no token
+    assert call_api(info, "GET", f"/launches/{launch_id}", token="guess")[0] == 401            # wrong token
+    status, answer = call_api(info, "POST", "/launches", b"{" + b" " * 20000 + b"}", token)   # oversized
     assert status == 413, answer
     bad = {**good, "contacts": [{"name": "Eve", "work": "12;user=phone"}]}
-    status, answer = http(info, "POST", "/launches", json.dumps(bad).encode(), token)
+    status, answer = call_api(info, "POST", "/launches", json.dumps(bad).encode(), token)
     assert status == 400 and "contacts[0].work" in answer["error"], answer
-    status, answer = http(info, "POST", "/launches", json.dumps({**good, "pin": "1111"}).encode(), token)
+    status, answer = call_api(info, "POST", "/launches", json.dumps({**good, "pin": "1111"}).encode(), token)
     assert status == 403 and "pin" in answer["error"], answer
     # guessing tokens: soon 429, even for the right token for a moment
-    codes = [http(info, "GET", "/launches/1", token=f"guess{i}")[0] for i in range(4)]
+    codes = [call_api(info, "GET", "/launches/1", token=f"guess{i}")[0] for i in range(4)]
     assert codes[-1] == 429 and set(codes) <= {401, 429}, codes
     with __import__("psycopg").connect(proxy.settings.database_url) as conn:
         count = conn.execute("SELECT count(*) FROM launch WHERE room = %s", (room,)).fetchone()[0]
