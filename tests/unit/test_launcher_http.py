@@ -55,3 +55,18 @@ def test_refusals(method, path, headers, body, status, words):
 ])
 def test_origin_header(header, expected):
     assert launch_route.parse(header) == expected
+
+
+def test_sms_url_template_quotes_what_it_inserts():
+    from media.launcher_notify import sms_url
+    url = sms_url("https://sms.example.org/send?to={to}&msg={text}", "+4917 1", "PIN 2468 & more/#")
+    assert url == "https://sms.example.org/send?to=%2B4917%201&msg=PIN%202468%20%26%20more%2F%23"
+
+
+def test_no_sms_gateway_is_a_reported_failure():
+    from kemi.config import Settings
+    from media.launcher_notify import NotifyError, send_sms
+    with pytest.raises(NotifyError, match="no SMS gateway"):
+        send_sms(Settings(launch_sms_url=""), "4917", "hi")
+    with pytest.raises(NotifyError, match="http"):
+        send_sms(Settings(launch_sms_url="file:///etc/passwd?{to}"), "4917", "hi")
