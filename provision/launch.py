@@ -51,26 +51,27 @@ def start(conn, data: dict, source: str = "kemictl") -> tuple[int, str, bool]:
     """Validate, create a temporary room if the number is free, store the launch.
     Returns (launch id, PIN, temporary room)."""
     req = _parse(core.parse_request, data)
-    room = conn.execute(q.ROOM, (req.room,)).fetchone()
-    temporary = room is None
-    if temporary:
-        global made_room
-        made_room = True
-        pin_value = req.pin or f"{secrets.randbelow(900000) + 100000}"
-        conference.add_room(conn, req.room, req.title or f"Launch {req.room}", pin_value, record=req.record,
-                            max_size=max(10, len(req.contacts) + 5))
-    else:
-        if req.pin is None:
-            raise ProvisioningError(f"field 'pin': room {req.room} exists; give its PIN (it is sent to the contacts)")
-        if not pin.verify(req.pin, room[0]):
-            raise ProvisioningError(f"field 'pin': not the PIN of room {req.room}")
-        pin_value = req.pin
     if req.welcome and conn.execute("SELECT 1 FROM audio WHERE name = %s", (req.welcome,)).fetchone() is None:
         raise ProvisioningError(f"field 'welcome': no audio {req.welcome!r} (kemictl audio add)")
     scheme = conn.execute(q.SCHEME, (req.scheme,)).fetchone()
     if scheme is None and req.scheme != core.CONFCALL.name:
         raise ProvisioningError(f"field 'scheme': no scheme {req.scheme!r} (kemictl launch scheme list)")
-    row = conn.execute(q.INSERT, q.insert_params(req, pin_value, temporary, q.scheme_body(scheme), source)).fetchone()
+    with conn.transaction():   # a temporary room and its launch, or neither
+        room = conn.execute(q.ROOM, (req.room,)).fetchone()
+        temporary = room is None
+        if temporary:
+            global made_room
+            made_room = True
+            pin_value = req.pin or f"{secrets.randbelow(900000) + 100000}"
+            conference.add_room(conn, req.room, req.title or f"Launch {req.room}", pin_value, record=req.record,
+                                max_size=max(10, len(req.contacts) + 5))
+        else:
+            if req.pin is None:
+                raise ProvisioningError(f"field 'pin': room {req.room} exists; give its PIN (it is sent to the contacts)")
+            if not pin.verify(req.pin, room[0]):
+                raise ProvisioningError(f"field 'pin': not the PIN of room {req.room}")
+            pin_value = req.pin
+        row = conn.execute(q.INSERT, q.insert_params(req, pin_value, temporary, q.scheme_body(scheme), source)).fetchone()
     return row[0], pin_value, temporary
 
 
