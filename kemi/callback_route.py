@@ -72,8 +72,9 @@ def is_hidden(number: str, privacy: str | None) -> bool:
 
 # ---- KSR adapter ------------------------------------------------------------------------
 
-def trusted_origin(media_sip: str) -> str | None:
-    """The callback number of an INVITE the media service placed, or None. The header is
+def trusted_origin(media_sip: str):
+    """The callback number of an INVITE the media service placed (launcher: a
+    launch_route.LaunchOrigin), or None. The header is
     removed from every other request (and from this one once read)."""
     import KSR
     from kemi.ksr import log_info, pv
@@ -89,6 +90,10 @@ def trusted_origin(media_sip: str) -> str | None:
         return None
     number = parse_origin(header)
     if number is None:
+        from kemi import launch_route   # launcher: `launch;id=N`, the same trust rule
+        launch = launch_route.parse(header)
+        if launch is not None:
+            return launch
         log_info(f"malformed {ORIGIN_HEADER} {header!r} from the media service ignored")
     return number
 

@@ -102,6 +102,15 @@ class Settings:
     code_unpause: str = "*64"
     code_dnd: str = "*65"
 
+    # launcher: the conference launcher (seed 003, media/launcher.py). SMS gateway: a URL
+    # template ({to}, {text} replaced, POSTed with a JSON body) and its bearer token (empty:
+    # none); the loopback HTTP endpoint other systems launch with (port 0: a free one) and its
+    # token (empty: a random one); both published in var_dir/run/launch-http.json (mode 0600).
+    launch_sms_url: str = ""
+    launch_sms_token: str = ""
+    launch_http_port: int = 0
+    launch_http_token: str = ""
+
     @property
     def database_url(self) -> str:
         """libpq DSN for psycopg."""

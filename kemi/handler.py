@@ -19,6 +19,7 @@ from kemi import voicemail_route  # media
 from kemi import conference_route  # conference rooms
 from kemi import callback_route  # callback (seed 002)
 from kemi import supervise_route  # whisper and barge
+from kemi import launch_route  # launcher (seed 003)
 from kemi import agent_keys, long_calls, nat, pickup, presence  # phones: NAT, SDP in every offer/answer order, BLF, pickup
 from kemi.features import Features  # phones: feature codes (pickup, agent keys)
 from kemi.config import Settings
@@ -445,6 +446,8 @@ class Handler:
         if bridged_leg is not None:
             return bridged_leg
         origin = callback_route.trusted_origin(self.settings.media_sip)   # callback: removed unless from the media service
+        if isinstance(origin, launch_route.LaunchOrigin):   # launcher: the media service's launch call
+            return launch_route.route_out(self, directory, origin)
         if origin is not None:   # callback: the media service's outgoing leg, out through the trunks
             return callback_route.route_out(self, directory, origin)
         trunk = trunks.trunk_for_source(directory, pv("$si"), int(pv("$sp") or 0))

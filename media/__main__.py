@@ -48,9 +48,13 @@ async def main(settings: Settings) -> None:
     mailing = loop.create_task(service.mailer.run())
     from media import conference_control   # conference rooms: kemictl conference status|kick
     await conference_control.start(service, settings.var_dir, log)
+    from media import launcher, launcher_http   # launcher: escalating conference calls + its HTTP endpoint
+    launches = loop.create_task(launcher.Launcher(service, settings, log).run())
+    await launcher_http.Endpoint(service.store, settings, log, service.count).start(settings.var_dir)
     await stop.wait()
     reporter.cancel()
     mailing.cancel()
+    launches.cancel()   # launcher
     log("stopping")
 
 
@@ -60,6 +64,8 @@ def run() -> int:
         try:
             builtin.ensure(settings.database_url, log=log)
             callback_prompts.ensure(settings.database_url, log=log)   # callback
+            from media import launcher   # launcher
+            launcher.ensure_prompts(settings.database_url, log=log)   # launcher
             break
         except Exception as err:   # the database may still be starting
             if attempt == 29:

@@ -19,6 +19,7 @@ from provision import conference  # conference rooms
 from provision import agent_cli  # phones: agent keys and auto-pause from kemictl
 from provision import callback  # callback (seed 002)
 from provision import supervise as supervise_cli  # whisper and barge
+from provision import launch  # launcher (seed 003)
 from provision.store import ProvisioningError
 
 
@@ -356,6 +357,7 @@ def parser() -> argparse.ArgumentParser:
     media.add_parsers(top)   # media: audio, voicemail
     conference.add_parsers(top)   # conference rooms
     callback.add_parsers(top)   # callback
+    launch.add_parsers(top)   # launcher
     return p
 
 
@@ -390,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             commands.update(media.COMMANDS)   # media: audio, voicemail
             commands.update(conference.COMMANDS)   # conference rooms
             commands.update(callback.COMMANDS)   # callback
+            commands.update(launch.COMMANDS)   # launcher
             started_ns = time.time_ns()   # a load that began after this includes the commit below
             commands[args.area](args, conn, settings)    # (unless another writer's load began in between)
         if live.changes_routing(args.area, getattr(args, "action", None)):

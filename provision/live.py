@@ -33,6 +33,9 @@ READ_ONLY |= {"status", "kick", "mute", "unmute", "recordings"}   # conference r
 
 
 def changes_routing(area: str, action: str | None) -> bool:
+    if area == "launch":   # launcher: only a temporary room (a new conference number) changes routing
+        from provision import launch
+        return launch.made_room
     return area != "journal" and action not in READ_ONLY and (area, action) not in NO_SNAPSHOT
 
 

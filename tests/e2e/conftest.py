@@ -71,7 +71,9 @@ def proxy():
                         rtp_port_min=rtp_base, rtp_port_max=rtp_base + 199,
                         ring_timeout=15, children=4, var_dir=str(base),
                         flow_clock_file=str(base / "flow_clock"), smtp_port=sipp.free_port(),  # flows:
-                        media_sip=f"127.0.0.1:{sipp.free_port()}")
+                        media_sip=f"127.0.0.1:{sipp.free_port()}",
+                        launch_sms_url=f"http://127.0.0.1:{sipp.free_port()}/sms?to={{to}}",   # launcher
+                        launch_sms_token="sms-gateway-token")
     stack = Stack(settings, durable=False)
     try:
         stack.start()
