@@ -726,12 +726,12 @@ def main(argv: list[str] | None = None) -> int:
     if rows - set(ROWS):
         p.error(f"--rows: unknown {', '.join(sorted(rows - set(ROWS)))}")
     if args.quick:
-        plan = Plan(counts, rows, rates=[300, 600, 1000], step_s=3, probe_s=6, cpu_rate=150, cpu_s=5,
+        plan = Plan(counts, rows, rates=[100, 300, 600, 1000], step_s=3, probe_s=6, cpu_rate=50, cpu_s=5,
                     reg_rates=[500, 1000, 1500], reg_step_s=3, reg_at=args.reg_at, reg_target=100_000,
                     fill_budget_s=240)
     else:
-        plan = Plan(counts, rows, rates=[250, 500, 750, 1000, 1250, 1500, 2000, 2500], step_s=5, probe_s=10,
-                    cpu_rate=150, cpu_s=10, reg_rates=[500, 1000, 1500, 2000, 3000], reg_step_s=5,
+        plan = Plan(counts, rows, rates=[50, 100, 150, 250, 400, 600, 800, 1000, 1300, 1600, 2000, 2500], step_s=5,
+                    probe_s=10, cpu_rate=50, cpu_s=10, reg_rates=[100, 250, 500, 1000, 1500, 2000, 3000], reg_step_s=5,
                     reg_at=args.reg_at, reg_target=100_000, fill_budget_s=300)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     base = Path(tempfile.mkdtemp(prefix="kemi-scale-"))
