@@ -483,6 +483,7 @@ class Stage:
     memory_after: Memory | None = None
     quiet: ProbeResult | None = None
     changing: ProbeResult | None = None
+    recovered_s: float | None = None     # after the changes: until OPTIONS are answered promptly again
     results: list[Result] = field(default_factory=list)
     cpu: list[CpuRun] = field(default_factory=list)
     regs: Registrations | None = None
@@ -558,6 +559,50 @@ def stage(base: Path, n: int, plan: Plan, with_native: bool, with_reg: bool) -> 
         st.changing = probe_with_changes(settings, bulk, plan.probe_s)
         log(f"  OPTIONS at {PROBE_RATE}/s with {CHANGE_RATE} changes/s: {st.changing.text()}; "
             f"{st.changing.changes} changes, {st.changing.change_ms:.1f} ms each {st.changing.change_errors}")
+        st.recovered_s = recovered(settings)
+        log(f"  after the changes: OPTIONS answered again within 300 ms (5 in a row) after {fmt_s(st.recovered_s)}")
+    try:
+        kemi_rows(st, plan, settings, stack, proxy, scenario, workdir, n)
+    except (RuntimeError, StackError, psycopg.Error, store.ProvisioningError) as err:
+        st.problems.append(f"rows stopped: {err}")
+        log(f"  rows stopped: {err}")
+    st.memory_after = memory(stack.kamailio)
+    log(f"  memory after the rows: {st.memory_after.text()}")
+    if with_native:
+        try:
+            native_rows(st, plan, settings, stack, proxy, scenario, callee, workdir)
+        except (RuntimeError, StackError, psycopg.Error) as err:
+            st.problems.append(f"native stopped: {err}")
+            log(f"  native stopped: {err}")
+    if with_reg:
+        users = [bulk_number(i) for i in range(n - len(BENCH_NUMBERS))]
+        try:
+            st.regs = registrations(stack, proxy, users, callee.port, plan.reg_rates, plan.reg_step_s,
+                                    min(plan.reg_target, len(users)), plan.fill_budget_s, scenario, workdir)
+        except (RuntimeError, StackError, psycopg.Error) as err:
+            st.problems.append(f"registrations stopped: {err}")
+            log(f"  registrations stopped: {err}")
+    st.problems += [f"kemi: {p}" for p in benchrun.log_problems(stack.kamailio.log)]
+    sipp_load.stop_all()
+    stack.stop()
+    if stack.postgres:
+        stack.postgres.remove()
+    return st
+
+
+def recovered(settings: Settings, timeout: float = 180) -> float | None:
+    """Seconds until OPTIONS are answered within 300 ms five times in a row."""
+    t0, streak = time.monotonic(), 0
+    while time.monotonic() - t0 < timeout:
+        streak = streak + 1 if sip_options(settings.sip_address, settings.sip_port) == 200 else 0
+        if streak >= 5:
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    return None
+
+
+def kemi_rows(st: Stage, plan: Plan, settings: Settings, stack: Stack, proxy, scenario: Path, workdir: Path,
+              n: int) -> None:
     if "direct" in plan.rows:
         r = Result("KEMI proxy, direct call", "")
         benchrun.search(r, proxy, stack.kamailio, scenario, CALLEE, plan.rates, plan.step_s, False, workdir,
@@ -577,43 +622,34 @@ def stage(base: Path, n: int, plan: Plan, with_native: bool, with_reg: bool) -> 
         for phone in phones:
             phone.stop()
         st.results.append(r)
-    st.memory_after = memory(stack.kamailio)
-    log(f"  memory after the rows: {st.memory_after.text()}")
-    if with_native:
-        native_settings = Settings(sip_port=free_port(), children=settings.children, var_dir=settings.var_dir,
-                                   pg_port=settings.pg_port, dsn=settings.dsn, rtpengine_ng=settings.rtpengine_ng,
-                                   realm=settings.realm)
-        native = NativeEquivalent(native_settings)
-        _cleanups.append(native.stop)
-        native.start()
-        nproxy = (native_settings.sip_address, native_settings.sip_port)
-        sipp_load.register(nproxy, CALLEE, PASSWORD, callee.port, workdir)
-        warm = sipp_load.load_step(nproxy, scenario, CALLER, PASSWORD, CALLEE, 40, 80, workdir, "native-warm")
-        log(f"  native-equivalent warm-up: {warm.line()}")
-        r = Result("Native-equivalent kamailio.cfg", "")
-        benchrun.search(r, nproxy, native, scenario, CALLEE, plan.rates, plan.step_s, False, workdir, "native-eq")
-        st.results.append(r)
-        # fixed-rate CPU, alternating: KEMI, native, KEMI, native
-        for i in range(2):
-            for name, kam, prx in (("kemi", stack.kamailio, proxy), ("native", native, nproxy)):
-                c = fixed_rate(f"{name}{i}", stack, kam, prx, scenario, [callee], plan.cpu_rate, plan.cpu_s, workdir)
-                c.name = name
-                st.cpu.append(c)
-                log(f"  CPU at {c.rate}/s, {name}: {c.ok}/{c.calls} ok, p99 {ms(c.p99_ms)} ms; per call ms: "
-                    f"Kamailio {c.per_call(c.kamailio_s)}, rtpengine {c.per_call(c.rtpengine_s)}, "
-                    f"PostgreSQL {c.per_call(c.postgres_s)}, SIPp {c.per_call(c.sipp_s)}")
-        st.problems += [f"native: {p}" for p in benchrun.log_problems(native.log)]
-        native.stop()
-    if with_reg:
-        users = [bulk_number(i) for i in range(n - len(BENCH_NUMBERS))]
-        st.regs = registrations(stack, proxy, users, callee.port, plan.reg_rates, plan.reg_step_s,
-                                min(plan.reg_target, len(users)), plan.fill_budget_s, scenario, workdir)
-    st.problems += [f"kemi: {p}" for p in benchrun.log_problems(stack.kamailio.log)]
-    sipp_load.stop_all()
-    stack.stop()
-    if stack.postgres:
-        stack.postgres.remove()
-    return st
+
+
+def native_rows(st: Stage, plan: Plan, settings: Settings, stack: Stack, proxy, scenario: Path, callee: Uas,
+                workdir: Path) -> None:
+    native_settings = Settings(sip_port=free_port(), children=settings.children, var_dir=settings.var_dir,
+                               pg_port=settings.pg_port, dsn=settings.dsn, rtpengine_ng=settings.rtpengine_ng,
+                               realm=settings.realm)
+    native = NativeEquivalent(native_settings)
+    _cleanups.append(native.stop)
+    native.start()
+    nproxy = (native_settings.sip_address, native_settings.sip_port)
+    sipp_load.register(nproxy, CALLEE, PASSWORD, callee.port, workdir)
+    warm = sipp_load.load_step(nproxy, scenario, CALLER, PASSWORD, CALLEE, 40, 80, workdir, "native-warm")
+    log(f"  native-equivalent warm-up: {warm.line()}")
+    r = Result("Native-equivalent kamailio.cfg", "")
+    benchrun.search(r, nproxy, native, scenario, CALLEE, plan.rates, plan.step_s, False, workdir, "native-eq")
+    st.results.append(r)
+    # fixed-rate CPU, alternating: KEMI, native, KEMI, native
+    for i in range(2):
+        for name, kam, prx in (("kemi", stack.kamailio, proxy), ("native", native, nproxy)):
+            c = fixed_rate(f"{name}{i}", stack, kam, prx, scenario, [callee], plan.cpu_rate, plan.cpu_s, workdir)
+            c.name = name
+            st.cpu.append(c)
+            log(f"  CPU at {c.rate}/s, {name}: {c.ok}/{c.calls} ok, p99 {ms(c.p99_ms)} ms; per call ms: "
+                f"Kamailio {c.per_call(c.kamailio_s)}, rtpengine {c.per_call(c.rtpengine_s)}, "
+                f"PostgreSQL {c.per_call(c.postgres_s)}, SIPp {c.per_call(c.sipp_s)}")
+    st.problems += [f"native: {p}" for p in benchrun.log_problems(native.log)]
+    native.stop()
 
 
 # ---------------------------------------------------------------- output
@@ -654,7 +690,8 @@ def report(stages: list[Stage], plan: Plan, info: str, load: str, command: str, 
               f"{best_text(row_result(st, 'KEMI proxy, service'))} | {quiet} | {chg} | {mem} |")
     print()
     for st in stages:
-        print(f"- {st.n:,} subscribers: COPY {st.copy_s:.1f} s; first start including the COPY and migrations "
+        print(f"- {st.n:,} subscribers: after the changes, OPTIONS answered within 300 ms again after "
+              f"{fmt_s(st.recovered_s)}; COPY {st.copy_s:.1f} s; first start including the COPY and migrations "
               f"{st.first_start_s:.1f} s; memory after the warm-up "
               f"{st.memory_idle.text() if st.memory_idle else '-'}.")
         for r in st.results:
