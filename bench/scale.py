@@ -414,31 +414,40 @@ def location_rows(settings: Settings) -> int:
 def registrations(stack: Stack, proxy, users: list[str], contact_port: int, rates: list[int], step_s: int,
                   target: int, fill_budget_s: float, caller_scenario: Path, workdir: Path) -> Registrations:
     r = Registrations()
-    pos = 0
-    for rate in rates:
-        chunk = users[pos:pos + rate * step_s]
-        if len(chunk) < rate * step_s:
+    pos, idx, retried = 0, 0, False
+    searching = True
+    limit = min(target, len(users))
+    deadline = time.monotonic() + fill_budget_s
+    recovered(stack.settings)
+    # Step search (5 s steps up the rate list; a failed step is retried once after the proxy
+    # recovered), then the rest of the users at the best sustained rate, in 20 s chunks.
+    while pos < limit and time.monotonic() < deadline:
+        rate = rates[idx] if searching else (r.best.rate if r.best else rates[0])
+        chunk = users[pos:min(limit, pos + rate * (step_s if searching else 20))]
+        chunk = chunk[:len(chunk) - len(chunk) % 10]
+        if not chunk:
             break
         pos += len(chunk)
-        s = register_step(proxy, chunk, rate, contact_port, workdir, f"reg-{rate}")
+        s = register_step(proxy, chunk, rate, contact_port, workdir, f"reg-{pos}")
+        if not searching:
+            log(f"  fill: {s.line()}")
+            continue
         r.steps.append(s)
         log(f"  REGISTER {s.line()}")
-        if not s.sustained:
-            time.sleep(5)
-            break
-        r.best = s
-    # the rest, up to target, at the best sustained rate (or the first rate) in chunks
-    fill_rate = r.best.rate if r.best else rates[0]
-    deadline = time.monotonic() + fill_budget_s
-    while pos < min(target, len(users)) and time.monotonic() < deadline:
-        chunk = users[pos:min(target, len(users), pos + fill_rate * 20)]
-        pos += len(chunk)
-        if len(chunk) >= 10:
-            s = register_step(proxy, chunk, fill_rate, contact_port, workdir, f"fill-{pos}")
-            log(f"  fill: {s.line()}")
+        if s.sustained:
+            r.best = s
+            idx += 1
+            searching = idx < len(rates)
+        elif not retried:
+            retried = True
+            recovered(stack.settings)
+        else:
+            searching = False
+            recovered(stack.settings)
     r.registered = location_rows(stack.settings)
     if r.registered < target:
-        r.fill_note = f"only {r.registered} of {target} contacts registered within {fill_budget_s:.0f} s"
+        r.fill_note = (f"only {r.registered} of {target} contacts registered within {fill_budget_s:.0f} s at "
+                       f"{r.best.rate if r.best else rates[0]}/s")
     r.memory_before = memory(stack.kamailio).text()
     log(f"  {r.registered} contacts in the location table; memory {r.memory_before}")
     # restart: kill Kamailio's process group, start it again (usrloc preloads the location table)
@@ -769,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         plan = Plan(counts, rows, rates=[50, 100, 150, 250, 400, 600, 800, 1000, 1300, 1600, 2000, 2500], step_s=5,
                     probe_s=10, cpu_rate=50, cpu_s=10, reg_rates=[100, 250, 500, 1000, 1500, 2000, 3000], reg_step_s=5,
-                    reg_at=args.reg_at, reg_target=100_000, fill_budget_s=300)
+                    reg_at=args.reg_at, reg_target=100_000, fill_budget_s=400)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     base = Path(tempfile.mkdtemp(prefix="kemi-scale-"))
     base.chmod(0o755)
