@@ -86,9 +86,12 @@ def bulk_load(settings: Settings, n: int) -> float:
     return time.monotonic() - started
 
 
+SHM_MB = Settings().shm_mb     # Kamailio's shared memory; --shm-mb overrides
+
+
 def kemi_settings(var_dir: Path) -> Settings:
     free = free_port
-    return Settings(sip_port=free(), pg_port=free(), rtpengine_ng=f"127.0.0.1:{free()}",
+    return Settings(shm_mb=SHM_MB, sip_port=free(), pg_port=free(), rtpengine_ng=f"127.0.0.1:{free()}",
                     rtpengine_http=f"127.0.0.1:{free()}", metrics_port=free(),
                     rtp_port_min=20000, rtp_port_max=29999, children=4, var_dir=str(var_dir),
                     flood_exempt="127.0.0.1", media_sip=f"127.0.0.1:{free()}")
@@ -677,7 +680,7 @@ def row_result(st: Stage, prefix: str) -> Result | None:
 
 
 def report(stages: list[Stage], plan: Plan, info: str, load: str, command: str, seconds: float) -> None:
-    print(f"Machine: {info}; load average {load}. `{command}` took {seconds:.0f} s. Kamailio -n 4 -m 256; "
+    print(f"Machine: {info}; load average {load}. `{command}` took {seconds:.0f} s. Kamailio -n 4 -m {SHM_MB}; "
           f"rate steps {', '.join(map(str, plan.rates))} calls/s of {plan.step_s} s each (sustained: < 0.1 % "
           f"failed, p99 < 500 ms, on time; bench/README.md); OPTIONS probes at {PROBE_RATE}/s for "
           f"{plan.probe_s:g} s, changes `kemictl subscriber change N --name X` (its function, one process) at "
@@ -764,7 +767,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
     p.add_argument("--reg-at", type=int, default=100_000,
                    help="subscriber count whose stage measures REGISTER/s and the restart")
+    p.add_argument("--shm-mb", type=int, default=SHM_MB, help=f"Kamailio's shared memory (default {SHM_MB})")
     args = p.parse_args(argv)
+    globals()["SHM_MB"] = args.shm_mb
     counts = [int(c.replace("_", "")) for c in args.counts.split(",") if c.strip()]
     if args.million and 1_000_000 not in counts:
         counts.append(1_000_000)
