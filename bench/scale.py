@@ -53,7 +53,7 @@ from kemi.config import ROOT, Settings
 from provision import store
 from tools.stack import KAMAILIO, Process, Stack, StackError, sip_options
 
-ROWS = ("direct", "hunt", "probe", "native", "register")
+ROWS = ("direct", "hunt", "probe", "native", "register", "restart")
 BULK_BASE = 200_000_000          # bulk subscribers: 200000000, 200000001, ...
 BENCH_NUMBERS = [CALLER, CALLEE, *MEMBERS]
 PROBE_RATE = 50                  # OPTIONS/s
@@ -451,6 +451,24 @@ def registrations(stack: Stack, proxy, users: list[str], contact_port: int, rate
     if r.registered < target:
         r.fill_note = (f"only {r.registered} of {target} contacts registered within {fill_budget_s:.0f} s at "
                        f"{r.best.rate if r.best else rates[0]}/s")
+    restart(stack, proxy, caller_scenario, workdir, r)
+    return r
+
+
+def bulk_contacts(settings: Settings, users: list[str], contact_port: int) -> float:
+    """Contacts for `users` written straight into usrloc's table (as db_mode=1 would have
+    written them), for a restart measurement without registering them first."""
+    started = time.monotonic()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO location (ruid, username, contact, expires, callid, cseq, last_modified, "
+                      "user_agent, socket) SELECT 'bench-' || u, u, 'sip:' || u || '@127.0.0.1:' || %s || "
+                      "';transport=udp', now()::timestamp + interval '1 hour', 'bench-' || u, 2, "
+                      "now()::timestamp, 'bench', NULL FROM unnest(%s::text[]) AS u",
+                      (str(contact_port), users))
+    return time.monotonic() - started
+
+
+def restart(stack: Stack, proxy, caller_scenario: Path, workdir: Path, r: Registrations) -> None:
     r.memory_before = memory(stack.kamailio).text()
     log(f"  {r.registered} contacts in the location table; memory {r.memory_before}")
     # restart: kill Kamailio's process group, start it again (usrloc preloads the location table)
@@ -465,7 +483,7 @@ def registrations(stack: Stack, proxy, users: list[str], contact_port: int, rate
         kam.start()     # patient(): returns at its first OPTIONS 200
     except StackError as err:
         r.notes.append(f"restart failed: {err}")
-        return r
+        return
     r.restart_options_s = time.monotonic() - t0
     while time.monotonic() - t0 < 300:
         s = sipp_load.load_step(proxy, caller_scenario, CALLER, PASSWORD, last, 10, 10, workdir, "after-restart")
@@ -479,7 +497,6 @@ def registrations(stack: Stack, proxy, users: list[str], contact_port: int, rate
     r.memory_after = memory(kam).text()
     log(f"  restart: OPTIONS 200 after {r.restart_options_s:.1f} s, a call to {last} (registered "
         f"before the kill) completed after {fmt_s(r.restart_served_s)}; usrloc users {r.restart_users}")
-    return r
 
 
 # ---------------------------------------------------------------- one subscriber count
@@ -594,6 +611,16 @@ def stage(base: Path, n: int, plan: Plan, with_native: bool, with_reg: bool) -> 
         except (RuntimeError, StackError, psycopg.Error) as err:
             st.problems.append(f"registrations stopped: {err}")
             log(f"  registrations stopped: {err}")
+    if with_reg and "restart" in plan.rows and "register" not in plan.rows:
+        users = [bulk_number(i) for i in range(min(n - len(BENCH_NUMBERS), plan.reg_target))]
+        st.regs = Registrations()
+        took = bulk_contacts(settings, users, callee.port)
+        st.regs.registered = location_rows(settings)
+        st.regs.fill_note = f"written into the location table by one INSERT in {took:.1f} s, not registered"
+        try:
+            restart(stack, proxy, scenario, workdir, st.regs)
+        except (RuntimeError, StackError, psycopg.Error) as err:
+            st.problems.append(f"restart stopped: {err}")
     st.problems += [f"kemi: {p}" for p in benchrun.log_problems(stack.kamailio.log)]
     sipp_load.stop_all()
     stack.stop()
@@ -742,7 +769,8 @@ def report(stages: list[Stage], plan: Plan, info: str, load: str, command: str, 
     for st in stages:
         if st.regs:
             r = st.regs
-            print(f"\nREGISTER with digest and persistence (usrloc db_mode=1), {st.n:,} subscribers, distinct "
+            if r.steps:
+                print(f"\nREGISTER with digest and persistence (usrloc db_mode=1), {st.n:,} subscribers, distinct "
                   f"users, one SIPp: best sustained "
                   f"{r.best.rate if r.best else 'none'}/s (goal >= 1,000/s). Steps: "
                   + "; ".join(s.line() for s in r.steps) + ".")
@@ -797,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, n in enumerate(counts):
             try:
                 stages.append(stage(base, n, plan, with_native=i == 0 and "native" in rows,
-                                    with_reg=n == reg_at and "register" in rows))
+                                    with_reg=n == reg_at and bool({"register", "restart"} & rows)))
             except (StackError, RuntimeError, psycopg.Error) as err:
                 log(f"  {n}: error: {err}")
                 stages.append(Stage(n, error=str(err)[:300]))
