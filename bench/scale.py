@@ -603,7 +603,7 @@ def stage(base: Path, n: int, plan: Plan, with_native: bool, with_reg: bool) -> 
         except (RuntimeError, StackError, psycopg.Error) as err:
             st.problems.append(f"native stopped: {err}")
             log(f"  native stopped: {err}")
-    if with_reg:
+    if with_reg and "register" in plan.rows:
         users = [bulk_number(i) for i in range(n - len(BENCH_NUMBERS))]
         try:
             st.regs = registrations(stack, proxy, users, callee.port, plan.reg_rates, plan.reg_step_s,
