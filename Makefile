@@ -40,6 +40,11 @@ e2e: setup
 bench: setup
 	@.venv/bin/python -m bench.run $(ARGS)
 
+# issue 11: subscribers at scale, OPTIONS during changes, memory, REGISTER/s, restart, and the
+# native-equivalent baseline (bench/scale.py); ARGS='--million' adds 1,000,000 subscribers
+bench-scale: setup
+	@.venv/bin/python -m bench.scale $(ARGS)
+
 # Everything the checkout created: var/ here and its database cluster under /var/lib/kemi.
 clean:
 	@/usr/bin/python3 -m tools.pgdir clean

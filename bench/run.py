@@ -638,6 +638,10 @@ def report(results: list[Result], waiting: Waiting | None, plan: Plan, info: str
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--scale"]:   # issue 11: `make bench ARGS='--scale [bench.scale options]'`
+        from bench import scale
+        return scale.main(argv[1:])
     p = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="short steps and fewer rates (under two minutes)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp statistics)")
