@@ -148,6 +148,11 @@ class Loader:
                 self.unapplied.clear()
                 self.need_full = False
                 self.kamailio = started
+                if not self.applied.exists():
+                    # the first Kamailio to answer (it may start after this loader connected):
+                    # from now on kemictl waits for its change to be applied (provision/live.py
+                    # treats a missing marker as "no stack runs here" and would not wait)
+                    mark_applied(self.applied, int((self.listen_since or 0) * 1e9))
             return True
         except RpcError as err:
             if self.kamailio is not None:

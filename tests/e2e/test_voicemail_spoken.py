@@ -34,7 +34,10 @@ def test_message_date_time_and_caller_are_said(proxy):
 
     heard = run(listen(), timeout=120)
     # the announcement's parts, in order, before the message itself
-    message_at = next(i for i in range(0, len(heard) - 4000, 400) if tone_share(heard[i:i + 4000], TONE) > 0.7)
+    # (a fine step: the message may be barely longer than one window when the phone hangs up)
+    message_at = next((i for i in range(0, len(heard) - 4000 + 1, 80) if tone_share(heard[i:i + 4000], TONE) > 0.6),
+                      None)
+    assert message_at is not None, "the message's tone was not found in what the owner heard"
     before = heard[:message_at + 4000]
     for name in ("vm-received", "day-today", expected[expected.index("word-at") + 1], expected[-len(caller) - 2]):
         assert ncc_peak(before, stored_audio(proxy, name)) > 0.6, f"{name} not heard"
